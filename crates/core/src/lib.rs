@@ -1,0 +1,14 @@
+//! Shared vocabulary of tether: object ids, resources with their file:line provenance, and policy annotations.
+//!
+//! This crate does no I/O, so every other stage (source, render, plan, apply, record, automation) can depend
+//! on it without pulling in a runtime.
+
+pub mod id;
+pub mod policy;
+pub mod resource;
+
+pub use id::{ObjectId, ParseIdError};
+pub use resource::{Provenance, Resource};
+
+/// The field manager tether uses for server-side apply; `kubectl get -o yaml --show-managed-fields` shows it.
+pub const FIELD_MANAGER: &str = "tether";

@@ -1,0 +1,184 @@
+//! Render: a checked-out tree → the list of desired objects, each with the file and line it came from.
+//!
+//! Reads every `*.yaml`/`*.yml` under each path, recursively and in a stable order, as multi-document YAML;
+//! flattens `List` kinds; skips Helm chart directories (`Chart.yaml` + `values.yaml`) as Flux v1 did. All
+//! problems in all files are gathered and reported together, so one sync shows everything to fix.
+
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+use tether_core::{Provenance, Resource};
+
+pub use yaml::split_documents;
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// Where.
+    pub at: Provenance,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// Rendering failed; nothing from this revision may be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `--git-path` is absolute, climbs out with `..`, or does not exist.
+    #[error("--git-path '{path}' {reason}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// Files could not be read or parsed, or define the same object twice. Every problem is listed.
+    #[error("{} problem(s) in the manifests:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Files(Vec<FileError>),
+}
+
+/// Validates a `--git-path` value: relative, inside the repository.
+pub fn check_path(path: &str) -> Result<(), Error> {
+    let p = Path::new(path);
+    let bad = |reason: &str| Error::BadPath {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if p.is_absolute() {
+        return Err(bad("is absolute; give a path relative to the repository root"));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(bad("contains '..'; paths must stay inside the repository"));
+    }
+    Ok(())
+}
+
+/// Renders the objects under `paths` (relative to `root`; empty = the whole repository).
+pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let roots: Vec<String> = if paths.is_empty() { vec![String::new()] } else { paths.to_vec() };
+    for path in &roots {
+        check_path(path)?;
+        let dir = root.join(path);
+        if !dir.exists() {
+            return Err(Error::BadPath {
+                path: path.clone(),
+                reason: "does not exist in this revision of the repository".into(),
+            });
+        }
+        collect_files(root, &dir, &mut files, &mut errors);
+    }
+    files.sort();
+    files.dedup();
+
+    let mut resources = Vec::new();
+    for rel in &files {
+        let text = match std::fs::read_to_string(root.join(rel)) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(FileError {
+                    at: Provenance { file: rel.clone(), line: 1 },
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        yaml::parse_file(rel, &text, &mut resources, &mut errors);
+    }
+    check_duplicates(&resources, &mut errors);
+    if errors.is_empty() {
+        Ok(resources)
+    } else {
+        errors.sort_by(|a, b| a.at.cmp(&b.at));
+        Err(Error::Files(errors))
+    }
+}
+
+/// Walks `dir`, collecting `*.yaml`/`*.yml` paths relative to `root`; skips `.git` and Helm chart directories.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, errors: &mut Vec<FileError>) {
+    if dir.is_file() {
+        if let Some(rel) = relative(root, dir) {
+            out.push(rel);
+        }
+        return;
+    }
+    if dir.join("Chart.yaml").is_file() && dir.join("values.yaml").is_file() {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(FileError {
+                at: Provenance { file: relative(root, dir).unwrap_or_default(), line: 1 },
+                message: format!("cannot list directory: {e}"),
+            });
+            return;
+        }
+    };
+    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    children.sort();
+    for child in children {
+        let name = child.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == ".git" {
+            continue;
+        }
+        if child.is_dir() {
+            collect_files(root, &child, out, errors);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            if let Some(rel) = relative(root, &child) {
+                out.push(rel);
+            }
+        }
+    }
+}
+
+fn relative(root: &Path, p: &Path) -> Option<String> {
+    let rel = p.strip_prefix(root).ok()?;
+    Some(
+        rel.components()
+            .filter_map(|c| c.as_os_str().to_str())
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
+/// Two documents that define the same object (as written: apiVersion group, kind, namespace, name).
+fn check_duplicates(resources: &[Resource], errors: &mut Vec<FileError>) {
+    let mut seen: BTreeMap<(String, String, Option<String>, String), &Provenance> = BTreeMap::new();
+    for r in resources {
+        let key = (
+            tether_core::id::group_of(r.api_version()).to_owned(),
+            r.kind().to_owned(),
+            r.namespace().map(str::to_owned),
+            r.name().to_owned(),
+        );
+        if let Some(first) = seen.get(&key) {
+            let id = tether_core::ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name());
+            errors.push(FileError {
+                at: r.source.clone(),
+                message: format!("duplicate object {id}: also defined at {first}; remove one of them"),
+            });
+        } else {
+            seen.insert(key, &r.source);
+        }
+    }
+}
+
+/// True when `kind` is a list wrapper (`List`, `ConfigMapList`, ...) whose `items` must be flattened.
+fn is_list(object: &Value) -> bool {
+    object.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+        && object.get("items").is_some_and(Value::is_array)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+use super::*;
+
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\ndata:\n  k: v\n";
+
+#[test]
+fn reads_multi_document_files_recursively_with_start_lines() {
+    let t = tree(&[
+        ("apps/web.yaml", "# leading comment\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: demo}\n---\n\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: demo}\n"),
+        ("apps/nested/cm.yml", CM),
+        ("README.md", "not yaml"),
+        ("data.json", "{}"),
+    ]);
+    let rs = render(t.path(), &[]).unwrap();
+    let got: Vec<String> = rs.iter().map(|r| format!("{} {}", r.source, r.kind())).collect();
+    assert_eq!(got, ["apps/nested/cm.yml:1 ConfigMap", "apps/web.yaml:3 Service", "apps/web.yaml:8 Deployment"]);
+}
+
+#[test]
+fn flattens_lists_and_skips_helm_charts_and_empty_documents() {
+    let list = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: one}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: two}}\n---\n# only a comment\n---\n";
+    let t = tree(&[
+        ("list.yaml", list),
+        ("chart/Chart.yaml", "name: c\n"),
+        ("chart/values.yaml", "a: 1\n"),
+        ("chart/templates/x.yaml", "{{ broken"),
+    ]);
+    let names: Vec<_> = render(t.path(), &[]).unwrap().iter().map(|r| r.name().to_owned()).collect();
+    assert_eq!(names, ["one", "two"]);
+}
+
+#[test]
+fn reports_every_bad_file_with_file_and_line() {
+    let t = tree(&[
+        ("a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n"),
+        ("b.yaml", "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n"),
+        ("c.yaml", CM),
+    ]);
+    let err = render(t.path(), &[]).unwrap_err();
+    let Error::Files(errors) = &err else { panic!("{err}") };
+    assert_eq!(errors.len(), 2, "{err}");
+    assert_eq!(errors[0].at.file, "a.yaml");
+    assert!(errors[0].message.contains("invalid YAML"), "{}", errors[0]);
+    assert_eq!(errors[1].to_string(), "b.yaml:2: object has no metadata.name");
+}
+
+#[test]
+fn duplicate_objects_name_both_places() {
+    let t = tree(&[("one.yaml", CM), ("two.yaml", &format!("---\n{CM}"))]);
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(err.contains("two.yaml:2: duplicate object demo:configmap/a: also defined at one.yaml:1"), "{err}");
+}
+
+#[test]
+fn only_the_given_paths_are_read_and_escaping_paths_are_rejected() {
+    let t = tree(&[("prod/cm.yaml", CM), ("staging/cm.yaml", "broken: [")]);
+    assert_eq!(render(t.path(), &["prod".into()]).unwrap().len(), 1);
+    assert!(render(t.path(), &["../etc".into()]).unwrap_err().to_string().contains("'..'"));
+    assert!(render(t.path(), &["/etc".into()]).unwrap_err().to_string().contains("absolute"));
+    assert!(render(t.path(), &["nope".into()]).unwrap_err().to_string().contains("does not exist"));
+}
+
+#[test]
+fn split_keeps_inline_documents_after_the_marker() {
+    let docs = split_documents("--- {a: 1}\n--- \nb: 2\n...\n");
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0].0, 1);
+    assert_eq!(docs[1], (3, "b: 2\n"));
+}

@@ -1,0 +1,104 @@
+//! Multi-document YAML → JSON objects, keeping the line each document starts on.
+
+use serde_json::Value;
+use tether_core::{Provenance, Resource};
+
+use crate::{is_list, FileError};
+
+/// Splits a YAML stream at `---` / `...` markers; returns each document with the 1-based line of its first
+/// content line. Markers are only recognised at column 0, where YAML allows nothing else to start.
+pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_start = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        let inline = is_start && !bare[3..].trim().is_empty() && !bare[3..].trim().starts_with('#');
+        let is_end = bare == "...";
+        if is_start || is_end {
+            docs.push((start_line, &text[start_byte..offset]));
+            start_byte = offset + line.len();
+            start_line = i + 2;
+            if inline {
+                // `--- {inline: doc}`: keep the content after the marker as part of the next document.
+                start_byte = offset + 4;
+                start_line = i + 1;
+            }
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start_byte..]));
+    docs.into_iter()
+        .filter_map(|(line, doc)| {
+            // Point at the first line with content, not at leading comments or blank lines.
+            let skip = doc
+                .lines()
+                .take_while(|l| {
+                    let t = l.trim();
+                    t.is_empty() || t.starts_with('#')
+                })
+                .count();
+            (skip < doc.lines().count()).then_some((line + skip, doc))
+        })
+        .collect()
+}
+
+/// Parses one file's documents into resources, or records why not.
+pub(crate) fn parse_file(file: &str, text: &str, out: &mut Vec<Resource>, errors: &mut Vec<FileError>) {
+    for (line, doc) in split_documents(text) {
+        let at = Provenance { file: file.to_owned(), line };
+        let options = serde_saphyr::options! { with_snippet: false };
+        let value: Value = match serde_saphyr::from_str_with_options(doc, options) {
+            Ok(v) => v,
+            Err(e) => {
+                let rel = e.location().map(|l| l.line() as usize).unwrap_or(1).max(1);
+                // The parser counts lines from the document start, which may have leading comments.
+                let leading = doc.lines().take_while(|l| l.trim().is_empty() || l.trim().starts_with('#')).count();
+                errors.push(FileError {
+                    at: Provenance { file: file.to_owned(), line: line - leading + rel - 1 },
+                    message: format!("invalid YAML: {}", first_line(&e.to_string())),
+                });
+                continue;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        if is_list(&value) {
+            for item in value.get("items").and_then(Value::as_array).into_iter().flatten() {
+                push_object(item.clone(), &at, out, errors);
+            }
+        } else {
+            push_object(value, &at, out, errors);
+        }
+    }
+}
+
+fn push_object(object: Value, at: &Provenance, out: &mut Vec<Resource>, errors: &mut Vec<FileError>) {
+    let mut problems = Vec::new();
+    if !object.is_object() {
+        problems.push("is not a mapping; a Kubernetes object needs apiVersion, kind and metadata".to_owned());
+    } else {
+        for (field, ptr) in [("apiVersion", "/apiVersion"), ("kind", "/kind"), ("metadata.name", "/metadata/name")] {
+            match object.pointer(ptr) {
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(_) => problems.push(format!("{field} must be a non-empty string")),
+                None => problems.push(format!("has no {field}")),
+            }
+        }
+    }
+    if problems.is_empty() {
+        out.push(Resource { object, source: at.clone() });
+    } else {
+        errors.push(FileError {
+            at: at.clone(),
+            message: format!("object {}", problems.join("; ")),
+        });
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}

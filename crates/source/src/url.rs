@@ -1,0 +1,110 @@
+//! Git URLs as users give them: `ssh://`, scp-like `git@host:path`, `https://`, `file://` or a local path.
+
+use std::fmt;
+
+/// A parsed `--git-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitUrl {
+    /// `ssh://...` or scp-like `user@host:path`.
+    Ssh(String),
+    /// `https://...` or `http://...` (credentials never kept in the URL).
+    Http(String),
+    /// `file://...` or a local path (made absolute).
+    File(String),
+}
+
+impl GitUrl {
+    /// Classifies a URL; rejects schemes git would not understand and credentials embedded in HTTP URLs.
+    pub fn parse(url: &str) -> Result<GitUrl, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("--git-url is empty".into());
+        }
+        if let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) {
+            if rest.split('/').next().is_some_and(|host| host.contains('@')) {
+                return Err(format!(
+                    "--git-url {} carries credentials; give them through TETHER_GIT_HTTPS_USER and \
+                     TETHER_GIT_HTTPS_PASSWORD (or --git-https-credentials-file) so they never appear in logs",
+                    redact(url)
+                ));
+            }
+            return Ok(GitUrl::Http(url.to_owned()));
+        }
+        if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+            return Ok(GitUrl::Ssh(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(GitUrl::File(format!("file://{path}")));
+        }
+        if url.contains("://") {
+            return Err(format!(
+                "--git-url {} has an unsupported scheme; use ssh://, git@host:path, https://, file:// or a path",
+                redact(url)
+            ));
+        }
+        // scp-like syntax: a colon before any slash, as git itself decides.
+        if let Some(colon) = url.find(':') {
+            if !url[..colon].contains('/') {
+                return Ok(GitUrl::Ssh(url.to_owned()));
+            }
+        }
+        let path = std::path::Path::new(url);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| format!("cannot resolve relative --git-url {url}: {e}"))?
+                .join(path)
+        };
+        Ok(GitUrl::File(format!("file://{}", abs.display())))
+    }
+
+    /// The URL as passed to git.
+    pub fn as_str(&self) -> &str {
+        match self {
+            GitUrl::Ssh(s) | GitUrl::Http(s) | GitUrl::File(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for GitUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(self.as_str()))
+    }
+}
+
+/// Removes any `user:password@` from an HTTP(S) URL, for logs and errors.
+pub fn redact(url: &str) -> String {
+    for scheme in ["https://", "http://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Some((_, host)) = authority.rsplit_once('@') {
+                return format!("{scheme}***@{host}/{path}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_form_users_write() {
+        assert!(matches!(GitUrl::parse("git@github.com:org/repo").unwrap(), GitUrl::Ssh(_)));
+        assert!(matches!(GitUrl::parse("ssh://git@host:2222/r.git").unwrap(), GitUrl::Ssh(_)));
+        assert!(matches!(GitUrl::parse("https://host/r.git").unwrap(), GitUrl::Http(_)));
+        assert_eq!(GitUrl::parse("file:///srv/r.git").unwrap().as_str(), "file:///srv/r.git");
+        assert_eq!(GitUrl::parse("/srv/r.git").unwrap().as_str(), "file:///srv/r.git");
+        assert!(GitUrl::parse("ftp://host/r").is_err());
+    }
+
+    #[test]
+    fn refuses_credentials_in_https_urls_without_echoing_them() {
+        let err = GitUrl::parse("https://bob:s3cret@host/r.git").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("TETHER_GIT_HTTPS_PASSWORD"), "{err}");
+        assert_eq!(redact("https://bob:s3cret@host/r.git"), "https://***@host/r.git");
+    }
+}

@@ -1,0 +1,50 @@
+//! Test support for tether: a real kube-apiserver + etcd + kube-controller-manager on loopback, git
+//! repositories served over `file://` and over SSH by a loopback `sshd` with read-write and read-only deploy
+//! keys. Everything is started by the project's own scripts and stopped when the test process ends.
+//!
+//! This crate is for tests only; it panics with a clear message when the environment is not set up
+//! (run `scripts/setup.sh`), because a test that silently skips its server is worse than a failing one.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod cluster;
+pub mod git;
+pub mod ssh;
+
+pub use cluster::{AuditEvent, AuditLog, Cluster, TestNamespace};
+pub use git::GitRepo;
+pub use ssh::SshServer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The repository root (where `scripts/` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A short name unique to this process and call, usable as a Kubernetes name (lowercase, digits, `-`).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{:x}{n}", (std::process::id() ^ nanos) & 0xfffff)
+}
+
+/// Runs a command, panicking with its output when it fails; returns stdout.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
