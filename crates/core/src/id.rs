@@ -91,8 +91,12 @@ mod tests {
     #[test]
     fn parsed_ids_match_regardless_of_kind_case_and_group() {
         let live = ObjectId::new("apps/v1", "Deployment", Some("demo"), "web");
-        assert!(ObjectId::parse("demo:deployment/web").unwrap().matches(&live));
-        assert!(!ObjectId::parse("other:deployment/web").unwrap().matches(&live));
+        assert!(ObjectId::parse("demo:deployment/web")
+            .unwrap()
+            .matches(&live));
+        assert!(!ObjectId::parse("other:deployment/web")
+            .unwrap()
+            .matches(&live));
         assert!(ObjectId::parse("<cluster>:namespace/demo")
             .unwrap()
             .matches(&ObjectId::new("v1", "Namespace", None, "demo")));

@@ -78,7 +78,11 @@ mod tests {
 
     #[test]
     fn reads_flux_v1_prefixes_and_tethers_own() {
-        for key in ["tether.dev/ignore", "fluxcd.io/ignore", "flux.weave.works/ignore"] {
+        for key in [
+            "tether.dev/ignore",
+            "fluxcd.io/ignore",
+            "flux.weave.works/ignore",
+        ] {
             let o = obj(json!({ key: "true" }));
             assert_eq!(Ignore::of(Annotations::of(&o)), Ignore::Always, "{key}");
         }

@@ -31,17 +31,26 @@ pub struct Resource {
 impl Resource {
     /// `apiVersion`, or `""` when missing (render rejects such objects).
     pub fn api_version(&self) -> &str {
-        self.object.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// `kind`, or `""` when missing.
     pub fn kind(&self) -> &str {
-        self.object.get("kind").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// `metadata.name`, or `""` when missing.
     pub fn name(&self) -> &str {
-        self.metadata().and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("")
+        self.metadata()
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// `metadata.namespace` as written in the manifest.
@@ -89,6 +98,8 @@ impl<'a> Annotations<'a> {
 
     /// All keys.
     pub fn keys(&self) -> impl Iterator<Item = &'a str> {
-        self.0.into_iter().flat_map(|m| m.keys().map(String::as_str))
+        self.0
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
     }
 }

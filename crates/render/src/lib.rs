@@ -54,7 +54,9 @@ pub fn check_path(path: &str) -> Result<(), Error> {
         reason: reason.to_owned(),
     };
     if p.is_absolute() {
-        return Err(bad("is absolute; give a path relative to the repository root"));
+        return Err(bad(
+            "is absolute; give a path relative to the repository root",
+        ));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(bad("contains '..'; paths must stay inside the repository"));
@@ -66,7 +68,11 @@ pub fn check_path(path: &str) -> Result<(), Error> {
 pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
-    let roots: Vec<String> = if paths.is_empty() { vec![String::new()] } else { paths.to_vec() };
+    let roots: Vec<String> = if paths.is_empty() {
+        vec![String::new()]
+    } else {
+        paths.to_vec()
+    };
     for path in &roots {
         check_path(path)?;
         let dir = root.join(path);
@@ -87,7 +93,10 @@ pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
             Ok(t) => t,
             Err(e) => {
                 errors.push(FileError {
-                    at: Provenance { file: rel.clone(), line: 1 },
+                    at: Provenance {
+                        file: rel.clone(),
+                        line: 1,
+                    },
                     message: format!("cannot read: {e}"),
                 });
                 continue;
@@ -119,7 +128,10 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, errors: &mut Ve
         Ok(e) => e,
         Err(e) => {
             errors.push(FileError {
-                at: Provenance { file: relative(root, dir).unwrap_or_default(), line: 1 },
+                at: Provenance {
+                    file: relative(root, dir).unwrap_or_default(),
+                    line: 1,
+                },
                 message: format!("cannot list directory: {e}"),
             });
             return;
@@ -166,7 +178,9 @@ fn check_duplicates(resources: &[Resource], errors: &mut Vec<FileError>) {
             let id = tether_core::ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name());
             errors.push(FileError {
                 at: r.source.clone(),
-                message: format!("duplicate object {id}: also defined at {first}; remove one of them"),
+                message: format!(
+                    "duplicate object {id}: also defined at {first}; remove one of them"
+                ),
             });
         } else {
             seen.insert(key, &r.source);
@@ -176,7 +190,10 @@ fn check_duplicates(resources: &[Resource], errors: &mut Vec<FileError>) {
 
 /// True when `kind` is a list wrapper (`List`, `ConfigMapList`, ...) whose `items` must be flattened.
 fn is_list(object: &Value) -> bool {
-    object.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+    object
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
         && object.get("items").is_some_and(Value::is_array)
 }
 

@@ -10,7 +10,8 @@ fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\ndata:\n  k: v\n";
+const CM: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\ndata:\n  k: v\n";
 
 #[test]
 fn reads_multi_document_files_recursively_with_start_lines() {
@@ -21,8 +22,18 @@ fn reads_multi_document_files_recursively_with_start_lines() {
         ("data.json", "{}"),
     ]);
     let rs = render(t.path(), &[]).unwrap();
-    let got: Vec<String> = rs.iter().map(|r| format!("{} {}", r.source, r.kind())).collect();
-    assert_eq!(got, ["apps/nested/cm.yml:1 ConfigMap", "apps/web.yaml:3 Service", "apps/web.yaml:8 Deployment"]);
+    let got: Vec<String> = rs
+        .iter()
+        .map(|r| format!("{} {}", r.source, r.kind()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "apps/nested/cm.yml:1 ConfigMap",
+            "apps/web.yaml:3 Service",
+            "apps/web.yaml:8 Deployment"
+        ]
+    );
 }
 
 #[test]
@@ -34,39 +45,66 @@ fn flattens_lists_and_skips_helm_charts_and_empty_documents() {
         ("chart/values.yaml", "a: 1\n"),
         ("chart/templates/x.yaml", "{{ broken"),
     ]);
-    let names: Vec<_> = render(t.path(), &[]).unwrap().iter().map(|r| r.name().to_owned()).collect();
+    let names: Vec<_> = render(t.path(), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.name().to_owned())
+        .collect();
     assert_eq!(names, ["one", "two"]);
 }
 
 #[test]
 fn reports_every_bad_file_with_file_and_line() {
     let t = tree(&[
-        ("a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n"),
-        ("b.yaml", "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n"),
+        (
+            "a.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n",
+        ),
+        (
+            "b.yaml",
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n",
+        ),
         ("c.yaml", CM),
     ]);
     let err = render(t.path(), &[]).unwrap_err();
-    let Error::Files(errors) = &err else { panic!("{err}") };
+    let Error::Files(errors) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(errors.len(), 2, "{err}");
     assert_eq!(errors[0].at.file, "a.yaml");
     assert!(errors[0].message.contains("invalid YAML"), "{}", errors[0]);
-    assert_eq!(errors[1].to_string(), "b.yaml:2: object has no metadata.name");
+    assert_eq!(
+        errors[1].to_string(),
+        "b.yaml:2: object has no metadata.name"
+    );
 }
 
 #[test]
 fn duplicate_objects_name_both_places() {
     let t = tree(&[("one.yaml", CM), ("two.yaml", &format!("---\n{CM}"))]);
     let err = render(t.path(), &[]).unwrap_err().to_string();
-    assert!(err.contains("two.yaml:2: duplicate object demo:configmap/a: also defined at one.yaml:1"), "{err}");
+    assert!(
+        err.contains("two.yaml:2: duplicate object demo:configmap/a: also defined at one.yaml:1"),
+        "{err}"
+    );
 }
 
 #[test]
 fn only_the_given_paths_are_read_and_escaping_paths_are_rejected() {
     let t = tree(&[("prod/cm.yaml", CM), ("staging/cm.yaml", "broken: [")]);
     assert_eq!(render(t.path(), &["prod".into()]).unwrap().len(), 1);
-    assert!(render(t.path(), &["../etc".into()]).unwrap_err().to_string().contains("'..'"));
-    assert!(render(t.path(), &["/etc".into()]).unwrap_err().to_string().contains("absolute"));
-    assert!(render(t.path(), &["nope".into()]).unwrap_err().to_string().contains("does not exist"));
+    assert!(render(t.path(), &["../etc".into()])
+        .unwrap_err()
+        .to_string()
+        .contains("'..'"));
+    assert!(render(t.path(), &["/etc".into()])
+        .unwrap_err()
+        .to_string()
+        .contains("absolute"));
+    assert!(render(t.path(), &["nope".into()])
+        .unwrap_err()
+        .to_string()
+        .contains("does not exist"));
 }
 
 #[test]

@@ -46,18 +46,32 @@ pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
 }
 
 /// Parses one file's documents into resources, or records why not.
-pub(crate) fn parse_file(file: &str, text: &str, out: &mut Vec<Resource>, errors: &mut Vec<FileError>) {
+pub(crate) fn parse_file(
+    file: &str,
+    text: &str,
+    out: &mut Vec<Resource>,
+    errors: &mut Vec<FileError>,
+) {
     for (line, doc) in split_documents(text) {
-        let at = Provenance { file: file.to_owned(), line };
+        let at = Provenance {
+            file: file.to_owned(),
+            line,
+        };
         let options = serde_saphyr::options! { with_snippet: false };
         let value: Value = match serde_saphyr::from_str_with_options(doc, options) {
             Ok(v) => v,
             Err(e) => {
                 let rel = e.location().map(|l| l.line() as usize).unwrap_or(1).max(1);
                 // The parser counts lines from the document start, which may have leading comments.
-                let leading = doc.lines().take_while(|l| l.trim().is_empty() || l.trim().starts_with('#')).count();
+                let leading = doc
+                    .lines()
+                    .take_while(|l| l.trim().is_empty() || l.trim().starts_with('#'))
+                    .count();
                 errors.push(FileError {
-                    at: Provenance { file: file.to_owned(), line: line - leading + rel - 1 },
+                    at: Provenance {
+                        file: file.to_owned(),
+                        line: line - leading + rel - 1,
+                    },
                     message: format!("invalid YAML: {}", first_line(&e.to_string())),
                 });
                 continue;
@@ -67,7 +81,12 @@ pub(crate) fn parse_file(file: &str, text: &str, out: &mut Vec<Resource>, errors
             continue;
         }
         if is_list(&value) {
-            for item in value.get("items").and_then(Value::as_array).into_iter().flatten() {
+            for item in value
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 push_object(item.clone(), &at, out, errors);
             }
         } else {
@@ -76,12 +95,23 @@ pub(crate) fn parse_file(file: &str, text: &str, out: &mut Vec<Resource>, errors
     }
 }
 
-fn push_object(object: Value, at: &Provenance, out: &mut Vec<Resource>, errors: &mut Vec<FileError>) {
+fn push_object(
+    object: Value,
+    at: &Provenance,
+    out: &mut Vec<Resource>,
+    errors: &mut Vec<FileError>,
+) {
     let mut problems = Vec::new();
     if !object.is_object() {
-        problems.push("is not a mapping; a Kubernetes object needs apiVersion, kind and metadata".to_owned());
+        problems.push(
+            "is not a mapping; a Kubernetes object needs apiVersion, kind and metadata".to_owned(),
+        );
     } else {
-        for (field, ptr) in [("apiVersion", "/apiVersion"), ("kind", "/kind"), ("metadata.name", "/metadata/name")] {
+        for (field, ptr) in [
+            ("apiVersion", "/apiVersion"),
+            ("kind", "/kind"),
+            ("metadata.name", "/metadata/name"),
+        ] {
             match object.pointer(ptr) {
                 Some(Value::String(s)) if !s.is_empty() => {}
                 Some(_) => problems.push(format!("{field} must be a non-empty string")),
@@ -90,7 +120,10 @@ fn push_object(object: Value, at: &Provenance, out: &mut Vec<Resource>, errors: 
         }
     }
     if problems.is_empty() {
-        out.push(Resource { object, source: at.clone() });
+        out.push(Resource {
+            object,
+            source: at.clone(),
+        });
     } else {
         errors.push(FileError {
             at: at.clone(),

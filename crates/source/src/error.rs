@@ -96,7 +96,10 @@ pub enum Error {
 impl Error {
     /// True for failures that may go away by themselves (network, timeouts); the loop retries those with backoff.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unreachable { .. } | Error::Timeout { .. } | Error::Git { .. })
+        matches!(
+            self,
+            Error::Unreachable { .. } | Error::Timeout { .. } | Error::Git { .. }
+        )
     }
 
     /// A short stable label for metrics and logs.
@@ -126,14 +129,21 @@ pub(crate) fn classify(op: &str, url: &str, branch: &str, stderr: &str) -> Error
         || (lower.contains("permission to") && lower.contains("denied to"))
         || lower.contains("the requested url returned error: 403")
     {
-        return Error::ReadOnly { url, op: op.to_owned(), detail };
+        return Error::ReadOnly {
+            url,
+            op: op.to_owned(),
+            detail,
+        };
     }
     if lower.contains("host key verification failed")
         || lower.contains("remote host identification has changed")
         || lower.contains("no matching host key")
         || lower.contains("host key is known")
     {
-        return Error::HostKey { url, detail: host_key_line(stderr).unwrap_or(detail) };
+        return Error::HostKey {
+            url,
+            detail: host_key_line(stderr).unwrap_or(detail),
+        };
     }
     if lower.contains("permission denied (publickey")
         || lower.contains("authentication failed")
@@ -142,8 +152,13 @@ pub(crate) fn classify(op: &str, url: &str, branch: &str, stderr: &str) -> Error
     {
         return Error::Auth { url, detail };
     }
-    if lower.contains("couldn't find remote ref") || lower.contains("remote branch") && lower.contains("not found") {
-        return Error::NoBranch { url, branch: branch.to_owned() };
+    if lower.contains("couldn't find remote ref")
+        || lower.contains("remote branch") && lower.contains("not found")
+    {
+        return Error::NoBranch {
+            url,
+            branch: branch.to_owned(),
+        };
     }
     if lower.contains("could not resolve host")
         || lower.contains("connection refused")
@@ -154,7 +169,11 @@ pub(crate) fn classify(op: &str, url: &str, branch: &str, stderr: &str) -> Error
     {
         return Error::Unreachable { url, detail };
     }
-    Error::Git { op: op.to_owned(), url, detail }
+    Error::Git {
+        op: op.to_owned(),
+        url,
+        detail,
+    }
 }
 
 /// ssh's verdict line about the host key, without the ASCII-art banner around it.
@@ -162,7 +181,11 @@ fn host_key_line(stderr: &str) -> Option<String> {
     stderr
         .lines()
         .map(str::trim)
-        .find(|l| l.contains("host key for") || l.contains("Host key verification failed") || l.contains("No ") && l.contains("host key is known"))
+        .find(|l| {
+            l.contains("host key for")
+                || l.contains("Host key verification failed")
+                || l.contains("No ") && l.contains("host key is known")
+        })
         .map(str::to_owned)
 }
 
@@ -171,16 +194,29 @@ fn relevant_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(|l| l.trim().trim_start_matches("remote:").trim())
-        .filter(|l| !l.is_empty() && !l.starts_with("Please make sure") && !l.starts_with("and the repository exists"))
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("Please make sure")
+                && !l.starts_with("and the repository exists")
+        })
         .collect();
     let pick = lines
         .iter()
-        .find(|l| l.starts_with("ERROR") || l.contains("[remote rejected]") || l.contains("! [rejected]"))
-        .or_else(|| lines.iter().find(|l| l.starts_with("fatal:") && !l.contains("Could not read from remote")))
+        .find(|l| {
+            l.starts_with("ERROR") || l.contains("[remote rejected]") || l.contains("! [rejected]")
+        })
+        .or_else(|| {
+            lines
+                .iter()
+                .find(|l| l.starts_with("fatal:") && !l.contains("Could not read from remote"))
+        })
         .or_else(|| lines.last())
         .copied()
         .unwrap_or("no output");
-    pick.trim_start_matches("fatal:").trim_start_matches("ERROR:").trim().to_owned()
+    pick.trim_start_matches("fatal:")
+        .trim_start_matches("ERROR:")
+        .trim()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -198,7 +234,10 @@ mod tests {
         assert!(matches!(err, Error::ReadOnly { .. }));
         let msg = err.to_string();
         assert!(!msg.contains('\n'), "{msg}");
-        assert!(msg.contains("write access") && msg.contains("--git-readonly"), "{msg}");
+        assert!(
+            msg.contains("write access") && msg.contains("--git-readonly"),
+            "{msg}"
+        );
         assert!(msg.contains("marked as read only"), "{msg}");
         assert!(!msg.contains("Please make sure"), "{msg}");
     }
@@ -216,7 +255,15 @@ mod tests {
 
     #[test]
     fn missing_branch_names_the_flag() {
-        let err = classify("fetch", "file:///r", "prod", "fatal: couldn't find remote ref refs/heads/prod\n");
-        assert_eq!(err.to_string(), "branch 'prod' does not exist in file:///r; push it or set --git-branch");
+        let err = classify(
+            "fetch",
+            "file:///r",
+            "prod",
+            "fatal: couldn't find remote ref refs/heads/prod\n",
+        );
+        assert_eq!(
+            err.to_string(),
+            "branch 'prod' does not exist in file:///r; push it or set --git-branch"
+        );
     }
 }

@@ -53,15 +53,25 @@ impl Repo {
         let dir = cache_root.join("git").join(key);
         let repo = Repo { dir, cfg };
         if !repo.dir.join(".git").exists() {
-            tokio::fs::create_dir_all(&repo.dir).await.map_err(|source| Error::Io {
-                what: format!("create the clone directory {}", repo.dir.display()),
-                source,
-            })?;
+            tokio::fs::create_dir_all(&repo.dir)
+                .await
+                .map_err(|source| Error::Io {
+                    what: format!("create the clone directory {}", repo.dir.display()),
+                    source,
+                })?;
             repo.git("init", &["init", "-q"]).await?;
-            repo.git("remote", &["remote", "add", "origin", repo.cfg.url.as_str()]).await?;
+            repo.git(
+                "remote",
+                &["remote", "add", "origin", repo.cfg.url.as_str()],
+            )
+            .await?;
         } else {
             // The same directory may have been used with a different credential-less spelling of the URL.
-            repo.git("remote", &["remote", "set-url", "origin", repo.cfg.url.as_str()]).await?;
+            repo.git(
+                "remote",
+                &["remote", "set-url", "origin", repo.cfg.url.as_str()],
+            )
+            .await?;
         }
         Ok(repo)
     }
@@ -82,7 +92,15 @@ impl Repo {
         let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
         self.git(
             "fetch",
-            &["fetch", "-q", "--prune", "--force", "origin", &refspec, "+refs/tags/*:refs/tags/*"],
+            &[
+                "fetch",
+                "-q",
+                "--prune",
+                "--force",
+                "origin",
+                &refspec,
+                "+refs/tags/*:refs/tags/*",
+            ],
         )
         .await?;
         self.rev_parse(&format!("refs/remotes/origin/{branch}^{{commit}}"))
@@ -95,14 +113,17 @@ impl Repo {
 
     /// Makes the working tree exactly `rev`, removing untracked files left by earlier checkouts.
     pub async fn checkout(&self, rev: &str) -> Result<&Path> {
-        self.git("checkout", &["checkout", "-q", "--force", "--detach", rev]).await?;
+        self.git("checkout", &["checkout", "-q", "--force", "--detach", rev])
+            .await?;
         self.git("clean", &["clean", "-q", "-ffdx"]).await?;
         Ok(&self.dir)
     }
 
     /// Resolves a revision locally; `None` when it does not exist.
     pub async fn rev_parse(&self, rev: &str) -> Result<Option<String>> {
-        let out = self.run("rev-parse", &["rev-parse", "-q", "--verify", rev], true).await?;
+        let out = self
+            .run("rev-parse", &["rev-parse", "-q", "--verify", rev], true)
+            .await?;
         Ok(out.map(|s| s.trim().to_owned()))
     }
 
@@ -113,10 +134,18 @@ impl Repo {
 
     /// Checks that tether may push, as Flux v1 did at start: pushes a throw-away tag and deletes it.
     pub async fn check_write(&self, rev: &str) -> Result<()> {
-        let nonce = hex::encode(&Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()))[..5]);
+        let nonce = hex::encode(
+            &Sha256::digest(format!(
+                "{:?}{}",
+                std::time::SystemTime::now(),
+                std::process::id()
+            ))[..5],
+        );
         let tag = format!("refs/tags/tether-write-check-{nonce}");
-        self.push("push a write-check tag", &[&format!("{rev}:{tag}")]).await?;
-        self.push("delete the write-check tag", &[&format!(":{tag}")]).await
+        self.push("push a write-check tag", &[&format!("{rev}:{tag}")])
+            .await?;
+        self.push("delete the write-check tag", &[&format!(":{tag}")])
+            .await
     }
 
     /// Moves the annotated tag `tag` to `rev` and force-pushes it (tags only, never a branch). Does nothing when
@@ -125,9 +154,24 @@ impl Repo {
         if self.tag_target(tag).await?.as_deref() == Some(rev) {
             return Ok(false);
         }
-        self.git("tag", &["tag", "--force", "--annotate", "--message", message, tag, rev]).await?;
-        self.push("push the sync tag", &["--force", &format!("refs/tags/{tag}:refs/tags/{tag}")])
-            .await?;
+        self.git(
+            "tag",
+            &[
+                "tag",
+                "--force",
+                "--annotate",
+                "--message",
+                message,
+                tag,
+                rev,
+            ],
+        )
+        .await?;
+        self.push(
+            "push the sync tag",
+            &["--force", &format!("refs/tags/{tag}:refs/tags/{tag}")],
+        )
+        .await?;
         Ok(true)
     }
 
@@ -141,7 +185,11 @@ impl Repo {
                 url: self.cfg.url.to_string(),
                 detail,
             }),
-            Err(Error::ReadOnly { url, detail, .. }) => Err(Error::ReadOnly { url, op: what.to_owned(), detail }),
+            Err(Error::ReadOnly { url, detail, .. }) => Err(Error::ReadOnly {
+                url,
+                op: what.to_owned(),
+                detail,
+            }),
             Err(e) => Err(e),
         }
     }
@@ -196,7 +244,8 @@ impl Repo {
             .env("GIT_COMMITTER_NAME", &self.cfg.user_name)
             .env("GIT_COMMITTER_EMAIL", &self.cfg.user_email);
         let auth = &self.cfg.auth;
-        let mut ssh = String::from("ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes");
+        let mut ssh =
+            String::from("ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes");
         let connect = self.cfg.timeout.as_secs().clamp(1, 60);
         ssh.push_str(&format!(" -o ConnectTimeout={connect}"));
         if let Some(key) = &auth.ssh_key {

@@ -20,8 +20,15 @@ impl GitUrl {
         if url.is_empty() {
             return Err("--git-url is empty".into());
         }
-        if let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) {
-            if rest.split('/').next().is_some_and(|host| host.contains('@')) {
+        if let Some(rest) = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+        {
+            if rest
+                .split('/')
+                .next()
+                .is_some_and(|host| host.contains('@'))
+            {
                 return Err(format!(
                     "--git-url {} carries credentials; give them through TETHER_GIT_HTTPS_USER and \
                      TETHER_GIT_HTTPS_PASSWORD (or --git-https-credentials-file) so they never appear in logs",
@@ -92,11 +99,26 @@ mod tests {
 
     #[test]
     fn classifies_every_form_users_write() {
-        assert!(matches!(GitUrl::parse("git@github.com:org/repo").unwrap(), GitUrl::Ssh(_)));
-        assert!(matches!(GitUrl::parse("ssh://git@host:2222/r.git").unwrap(), GitUrl::Ssh(_)));
-        assert!(matches!(GitUrl::parse("https://host/r.git").unwrap(), GitUrl::Http(_)));
-        assert_eq!(GitUrl::parse("file:///srv/r.git").unwrap().as_str(), "file:///srv/r.git");
-        assert_eq!(GitUrl::parse("/srv/r.git").unwrap().as_str(), "file:///srv/r.git");
+        assert!(matches!(
+            GitUrl::parse("git@github.com:org/repo").unwrap(),
+            GitUrl::Ssh(_)
+        ));
+        assert!(matches!(
+            GitUrl::parse("ssh://git@host:2222/r.git").unwrap(),
+            GitUrl::Ssh(_)
+        ));
+        assert!(matches!(
+            GitUrl::parse("https://host/r.git").unwrap(),
+            GitUrl::Http(_)
+        ));
+        assert_eq!(
+            GitUrl::parse("file:///srv/r.git").unwrap().as_str(),
+            "file:///srv/r.git"
+        );
+        assert_eq!(
+            GitUrl::parse("/srv/r.git").unwrap().as_str(),
+            "file:///srv/r.git"
+        );
         assert!(GitUrl::parse("ftp://host/r").is_err());
     }
 
@@ -105,6 +127,9 @@ mod tests {
         let err = GitUrl::parse("https://bob:s3cret@host/r.git").unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
         assert!(err.contains("TETHER_GIT_HTTPS_PASSWORD"), "{err}");
-        assert_eq!(redact("https://bob:s3cret@host/r.git"), "https://***@host/r.git");
+        assert_eq!(
+            redact("https://bob:s3cret@host/r.git"),
+            "https://***@host/r.git"
+        );
     }
 }

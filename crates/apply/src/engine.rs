@@ -1,0 +1,534 @@
+//! One sync of a commit: snapshot, plan, validate, staged apply, rollback on failure.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::ApiResource;
+use serde_json::Value;
+use tether_core::{ObjectId, Provenance, Resource, FIELD_MANAGER};
+use tether_plan::{
+    decide, kinds_from_crds, prepare, rank, strip_volatile, Action, Desired, Entry, Kind,
+    NamespaceFilter,
+};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::discovery::Kinds;
+use crate::error::{Error, ObjectFailure};
+
+/// Settings of a sync that do not change between commits.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Namespace for namespaced objects that name none (`--k8s-default-namespace`).
+    pub default_namespace: String,
+    /// `--k8s-allow-namespace`.
+    pub namespaces: NamespaceFilter,
+    /// `--sync-name`: recorded on every object as its owner.
+    pub sync_name: String,
+    /// How many writes are in flight at once.
+    pub concurrency: usize,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did not exist and was created.
+    Created,
+    /// Git changed and the object was updated.
+    Configured,
+    /// Git did not change but the live object had drifted; it was set back.
+    DriftCorrected,
+    /// Already as desired; no write was sent.
+    Unchanged,
+    /// Not applied, with the reason.
+    Skipped(String),
+}
+
+/// The result of a successful sync.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every rendered object and what happened to it, in apply order.
+    pub objects: Vec<(ObjectId, Provenance, Outcome)>,
+}
+
+impl Report {
+    fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.objects.iter().filter(|(_, _, o)| f(o)).count()
+    }
+    /// Objects created.
+    pub fn created(&self) -> usize {
+        self.count(|o| *o == Outcome::Created)
+    }
+    /// Objects updated, drift corrections included.
+    pub fn configured(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Configured | Outcome::DriftCorrected))
+    }
+    /// Objects left alone because they were already as desired.
+    pub fn unchanged(&self) -> usize {
+        self.count(|o| *o == Outcome::Unchanged)
+    }
+    /// Objects skipped by policy.
+    pub fn skipped(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Skipped(_)))
+    }
+}
+
+/// Applies commits to one cluster; keeps the discovery cache between syncs.
+pub struct Engine {
+    client: kube::Client,
+    kinds: Mutex<Option<Kinds>>,
+}
+
+impl Engine {
+    /// An engine for the cluster behind `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Engine {
+            client,
+            kinds: Mutex::new(None),
+        }
+    }
+
+    /// The client this engine writes with.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Makes the cluster match `resources`, or changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] and [`Error::Rejected`] mean nothing was written. [`Error::ApplyFailed`] means a
+    /// write failed after every object passed the dry-run; Namespaces and CRDs created by this sync are
+    /// removed again, other objects keep what was applied.
+    pub async fn sync(
+        &self,
+        resources: Vec<Resource>,
+        opts: &SyncOptions,
+    ) -> Result<Report, Error> {
+        let (server, prepared) = self.prepare(resources, opts).await?;
+        let live = self.snapshot(&prepared.desired, &server).await?;
+
+        let mut report = Report::default();
+        for (id, at, why) in &prepared.skipped {
+            match why {
+                tether_plan::Skipped::NamespaceNotAllowed => {
+                    warn!(component = "apply", object = %id, source = %at, "skipped: {why}")
+                }
+                tether_plan::Skipped::IgnoredInGit => {
+                    info!(component = "apply", object = %id, source = %at, "skipped: {why}")
+                }
+            }
+        }
+        let entries: Vec<Entry> = prepared
+            .desired
+            .into_iter()
+            .map(|d| {
+                let live = live.get(&d.id).cloned();
+                let action = decide(&d, live.as_ref());
+                Entry {
+                    desired: d,
+                    live,
+                    action,
+                }
+            })
+            .collect();
+
+        let new_namespaces: BTreeSet<&str> = entries
+            .iter()
+            .filter(|e| e.desired.kind.is_namespace() && e.live.is_none())
+            .map(|e| e.desired.id.name.as_str())
+            .collect();
+
+        // Split the writes into stages: Namespaces and CRDs first; objects that need one of those created
+        // by this commit can only be validated once they exist.
+        let mut first = Vec::new();
+        let mut now = Vec::new();
+        let mut deferred = Vec::new();
+        let mut outcomes: HashMap<ObjectId, Outcome> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e.action {
+                Action::Unchanged => {
+                    outcomes.insert(e.desired.id.clone(), Outcome::Unchanged);
+                    continue;
+                }
+                Action::IgnoredLive => {
+                    info!(component = "apply", object = %e.desired.id, "skipped: ignore annotation on the live object");
+                    outcomes.insert(
+                        e.desired.id.clone(),
+                        Outcome::Skipped("ignore annotation on the live object".into()),
+                    );
+                    continue;
+                }
+                Action::Create | Action::Update | Action::Verify => {}
+            }
+            let k = &e.desired.kind;
+            if k.is_namespace() || k.is_crd() {
+                first.push(i);
+            } else if !server.contains(k)
+                || e.desired
+                    .id
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|ns| new_namespaces.contains(ns))
+            {
+                deferred.push(i);
+            } else {
+                now.push(i);
+            }
+        }
+
+        // 1. Validate everything that can be validated before any write.
+        let mut writes = self
+            .validate(&entries, first.iter().chain(&now).copied(), &mut outcomes)
+            .await?;
+
+        // 2. Namespaces, then CRDs.
+        let mut created_first: Vec<&Desired> = Vec::new();
+        let first_writes: Vec<usize> = first
+            .iter()
+            .copied()
+            .filter(|i| writes.contains(i))
+            .collect();
+        for crds in [false, true] {
+            let wave: Vec<usize> = first_writes
+                .iter()
+                .copied()
+                .filter(|&i| entries[i].desired.kind.is_crd() == crds)
+                .collect();
+            let failures = self
+                .apply_wave(&entries, &wave, opts.concurrency, &mut outcomes)
+                .await;
+            created_first.extend(
+                wave.iter()
+                    .filter(|&&i| outcomes.get(&entries[i].desired.id) == Some(&Outcome::Created))
+                    .map(|&i| &entries[i].desired),
+            );
+            if !failures.is_empty() {
+                self.rollback(&created_first).await;
+                return Err(Error::ApplyFailed(failures));
+            }
+        }
+        let new_crds: Vec<&Desired> = first_writes
+            .iter()
+            .map(|&i| &entries[i].desired)
+            .filter(|d| d.kind.is_crd())
+            .collect();
+        if !new_crds.is_empty() {
+            self.wait_established(&new_crds).await;
+            // The server now serves new kinds; rediscover on the next sync.
+            *self.kinds.lock().await = None;
+        }
+
+        // 3. Validate what needed those, undoing step 2's creations if the commit is rejected after all.
+        if !deferred.is_empty() {
+            match self
+                .validate(&entries, deferred.iter().copied(), &mut outcomes)
+                .await
+            {
+                Ok(more) => writes.extend(more),
+                Err(e) => {
+                    self.rollback(&created_first).await;
+                    return Err(e);
+                }
+            }
+        }
+
+        // 4. Everything else, rank by rank.
+        let mut rest: Vec<usize> = now
+            .into_iter()
+            .chain(deferred)
+            .filter(|i| writes.contains(i))
+            .collect();
+        rest.sort_by_key(|&i| rank(&entries[i].desired.kind.kind));
+        let mut start = 0;
+        while start < rest.len() {
+            let r = rank(&entries[rest[start]].desired.kind.kind);
+            let end = rest[start..]
+                .iter()
+                .position(|&i| rank(&entries[i].desired.kind.kind) != r)
+                .map_or(rest.len(), |p| start + p);
+            let failures = self
+                .apply_wave(&entries, &rest[start..end], opts.concurrency, &mut outcomes)
+                .await;
+            if !failures.is_empty() {
+                self.rollback(&created_first).await;
+                return Err(Error::ApplyFailed(failures));
+            }
+            start = end;
+        }
+
+        for e in entries {
+            let outcome = outcomes.remove(&e.desired.id).unwrap_or(Outcome::Unchanged);
+            report
+                .objects
+                .push((e.desired.id, e.desired.source, outcome));
+        }
+        for (id, at, why) in prepared.skipped {
+            report
+                .objects
+                .push((id, at, Outcome::Skipped(why.to_string())));
+        }
+        Ok(report)
+    }
+
+    /// Resolves kinds (refreshing discovery once if something is unknown) and prepares the bodies.
+    async fn prepare(
+        &self,
+        resources: Vec<Resource>,
+        opts: &SyncOptions,
+    ) -> Result<(Kinds, tether_plan::Prepared), Error> {
+        let crd_kinds = kinds_from_crds(resources.iter().map(|r| &r.object));
+        let mut refreshed = false;
+        loop {
+            let server = {
+                let mut cache = self.kinds.lock().await;
+                if cache.is_none() {
+                    *cache = Some(Kinds::discover(&self.client).await?);
+                    refreshed = true;
+                }
+                cache.clone().unwrap_or_default()
+            };
+            let mut all = server.clone();
+            for k in &crd_kinds {
+                if all.resolve(&k.group, &k.version, &k.kind).is_none() {
+                    all.insert(k.clone());
+                }
+            }
+            match prepare(
+                resources.clone(),
+                |g, v, k| all.resolve(g, v, k),
+                &opts.default_namespace,
+                &opts.namespaces,
+                &opts.sync_name,
+            ) {
+                Ok(p) => return Ok((server, p)),
+                Err(errors) if refreshed => return Err(Error::Invalid(errors)),
+                Err(_) => *self.kinds.lock().await = None,
+            }
+        }
+    }
+
+    /// Reads the live state of every desired object: one LIST per kind and namespace, in parallel.
+    async fn snapshot(
+        &self,
+        desired: &[Desired],
+        server: &Kinds,
+    ) -> Result<HashMap<ObjectId, Value>, Error> {
+        let mut groups: BTreeMap<(String, String, String, Option<String>), Kind> = BTreeMap::new();
+        for d in desired {
+            if !server.contains(&d.kind) {
+                continue; // its CRD arrives with this commit: nothing can be live yet
+            }
+            let k = &d.kind;
+            groups
+                .entry((
+                    k.group.clone(),
+                    k.version.clone(),
+                    k.kind.clone(),
+                    d.id.namespace.clone(),
+                ))
+                .or_insert_with(|| k.clone());
+        }
+        let lists: Vec<Result<Vec<(ObjectId, Value)>, Error>> = stream::iter(groups)
+            .map(|((_, _, _, ns), kind)| async move {
+                let api = self.api(&kind, ns.as_deref());
+                let list = api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|source| Error::Api {
+                        what: match &ns {
+                            Some(ns) => format!("list {} in namespace {ns}", kind.plural),
+                            None => format!("list {}", kind.plural),
+                        },
+                        source,
+                    })?;
+                Ok(list
+                    .items
+                    .into_iter()
+                    .filter_map(|o| {
+                        let name = o.metadata.name.clone()?;
+                        let id = ObjectId {
+                            namespace: o.metadata.namespace.clone(),
+                            group: kind.group.clone(),
+                            kind: kind.kind.clone(),
+                            name,
+                        };
+                        let mut v = serde_json::to_value(&o).ok()?;
+                        // List items come without apiVersion and kind; the comparison needs them.
+                        v["apiVersion"] = kind.api_version().into();
+                        v["kind"] = kind.kind.clone().into();
+                        Some((id, v))
+                    })
+                    .collect())
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut live = HashMap::new();
+        for l in lists {
+            live.extend(l?);
+        }
+        Ok(live)
+    }
+
+    /// Server-side dry-runs the given entries; returns the ones that need a real write. `Verify` entries whose
+    /// dry-run result equals the live object are marked unchanged (server normalisation, not drift).
+    async fn validate(
+        &self,
+        entries: &[Entry],
+        which: impl Iterator<Item = usize>,
+        outcomes: &mut HashMap<ObjectId, Outcome>,
+    ) -> Result<BTreeSet<usize>, Error> {
+        let results: Vec<(usize, Result<Value, String>)> = stream::iter(which)
+            .map(|i| async move { (i, self.patch(&entries[i].desired, true).await) })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        let mut writes = BTreeSet::new();
+        for (i, res) in results {
+            let e = &entries[i];
+            match res {
+                Err(message) => failures.push(ObjectFailure {
+                    id: e.desired.id.clone(),
+                    at: e.desired.source.clone(),
+                    message,
+                }),
+                Ok(result) => {
+                    if e.action == Action::Verify {
+                        let live = e.live.clone().map(strip_volatile);
+                        if live == Some(strip_volatile(result)) {
+                            outcomes.insert(e.desired.id.clone(), Outcome::Unchanged);
+                            continue;
+                        }
+                        warn!(component = "apply", object = %e.desired.id, source = %e.desired.source,
+                            "drift: the live object differs from Git; correcting it");
+                    }
+                    writes.insert(i);
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(writes)
+        } else {
+            failures.sort_by(|a, b| a.at.cmp(&b.at));
+            Err(Error::Rejected(failures))
+        }
+    }
+
+    /// Applies entries concurrently; returns the failures.
+    async fn apply_wave(
+        &self,
+        entries: &[Entry],
+        wave: &[usize],
+        concurrency: usize,
+        outcomes: &mut HashMap<ObjectId, Outcome>,
+    ) -> Vec<ObjectFailure> {
+        let results: Vec<(usize, Result<Value, String>)> = stream::iter(wave.iter().copied())
+            .map(|i| async move { (i, self.patch(&entries[i].desired, false).await) })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for (i, res) in results {
+            let e = &entries[i];
+            let d = &e.desired;
+            match res {
+                Ok(_) => {
+                    let outcome = match e.action {
+                        Action::Create => Outcome::Created,
+                        Action::Verify => Outcome::DriftCorrected,
+                        _ => Outcome::Configured,
+                    };
+                    let action = match outcome {
+                        Outcome::Created => "created",
+                        Outcome::DriftCorrected => "drift corrected",
+                        _ => "configured",
+                    };
+                    info!(component = "apply", object = %d.id, source = %d.source, action);
+                    outcomes.insert(d.id.clone(), outcome);
+                }
+                Err(message) => failures.push(ObjectFailure {
+                    id: d.id.clone(),
+                    at: d.source.clone(),
+                    message,
+                }),
+            }
+        }
+        failures
+    }
+
+    /// Server-side apply (or its dry-run) of one object, forcing conflicts as the owner of Git's fields.
+    async fn patch(&self, d: &Desired, dry_run: bool) -> Result<Value, String> {
+        let api = self.api(&d.kind, d.id.namespace.as_deref());
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        // A custom resource whose CRD was created a moment ago can 404 until the server has wired it up.
+        let mut delay = Duration::from_millis(100);
+        let mut attempts = 0;
+        loop {
+            match api.patch(&d.id.name, &params, &Patch::Apply(&d.body)).await {
+                Ok(o) => return serde_json::to_value(o).map_err(|e| e.to_string()),
+                Err(kube::Error::Api(s))
+                    if s.code == 404 && attempts < 30 && !d.kind.is_namespace() =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(kube::Error::Api(s)) => return Err(s.message.clone()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Removes Namespaces and CRDs that this sync created, so a failed commit leaves the cluster as it was.
+    async fn rollback(&self, created: &[&Desired]) {
+        for d in created.iter().rev() {
+            let api = self.api(&d.kind, None);
+            match api.delete(&d.id.name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    warn!(component = "apply", object = %d.id, "rolled back: removed what this failed sync created")
+                }
+                Err(e) => {
+                    warn!(component = "apply", object = %d.id, error = %e, "rollback failed; remove it by hand")
+                }
+            }
+        }
+    }
+
+    /// Waits (up to 30 s) until new CRDs are established, so their custom resources can be validated.
+    async fn wait_established(&self, crds: &[&Desired]) {
+        for d in crds {
+            let api = self.api(&d.kind, None);
+            for _ in 0..150 {
+                if let Ok(o) = api.get(&d.id.name).await {
+                    let established = o.data["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True");
+                    if established {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let ar = ApiResource {
+            group: kind.group.clone(),
+            version: kind.version.clone(),
+            api_version: kind.api_version(),
+            kind: kind.kind.clone(),
+            plural: kind.plural.clone(),
+        };
+        match namespace {
+            Some(ns) if kind.namespaced => Api::namespaced_with(self.client.clone(), ns, &ar),
+            _ => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+}

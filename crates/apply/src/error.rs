@@ -1,0 +1,69 @@
+//! Why a sync could not be applied.
+
+use std::fmt;
+
+use tether_core::{ObjectId, Provenance};
+use tether_plan::PlanError;
+
+/// The server rejected one object.
+#[derive(Debug, Clone)]
+pub struct ObjectFailure {
+    /// The object.
+    pub id: ObjectId,
+    /// Its file and line in Git.
+    pub at: Provenance,
+    /// The API server's message.
+    pub message: String,
+}
+
+impl fmt::Display for ObjectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.id, self.at, self.message)
+    }
+}
+
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|i| format!("\n  {i}")).collect()
+}
+
+/// A sync failed. Unless the variant says otherwise, nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Objects cannot be planned (unknown kinds, duplicates). Fix the manifests.
+    #[error("{} object(s) cannot be applied; nothing was changed:{}", .0.len(), list(.0))]
+    Invalid(Vec<PlanError>),
+    /// The server's dry-run rejected objects. Nothing was changed (Namespaces/CRDs this sync had just created
+    /// were removed again).
+    #[error("the API server rejected {} object(s); nothing was changed:{}", .0.len(), list(.0))]
+    Rejected(Vec<ObjectFailure>),
+    /// Applying failed after validation passed (a race with another writer, or a webhook). Objects applied
+    /// before the failure keep their new state; Namespaces/CRDs this sync created were removed again.
+    #[error("applying failed for {} object(s) after validation passed:{}", .0.len(), list(.0))]
+    ApplyFailed(Vec<ObjectFailure>),
+    /// A request the sync depends on failed (discovery, listing live objects). Retried with backoff.
+    #[error("{what}: {source}")]
+    Api {
+        /// What tether was doing.
+        what: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// True when retrying later may succeed without a change in Git.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Api { .. } | Error::ApplyFailed(_))
+    }
+
+    /// A short stable label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "invalid",
+            Error::Rejected(_) => "rejected",
+            Error::ApplyFailed(_) => "apply_failed",
+            Error::Api { .. } => "api",
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The daemon loop: fetch every poll interval, sync on a new commit or every sync interval, back off on
+//! failure without moving the marker, stop cleanly on SIGTERM/SIGINT.
+
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::sync::{SyncError, SyncSummary, Syncer};
+
+/// Performs exactly one sync.
+pub async fn run_once(cfg: Config) -> anyhow::Result<SyncSummary> {
+    let mut syncer = Syncer::new(cfg).await?;
+    Ok(syncer.sync().await?)
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let poll = cfg.poll_interval;
+    let full = cfg.sync_interval;
+    info!(component = "daemon", version = env!("CARGO_PKG_VERSION"), source = %cfg.git.url,
+        branch = %cfg.git.branch, poll_interval = ?poll, sync_interval = ?full, "starting");
+    let mut syncer = Syncer::new(cfg).await?;
+    let mut last_applied: Option<String> = None;
+    let mut next_poll = Instant::now();
+    let mut next_full = Instant::now();
+    let mut backoff = Backoff::new(poll);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let wake = next_poll.min(next_full);
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!(component = "daemon", "shutting down");
+                return Ok(());
+            }
+            _ = sleep_until(wake) => {}
+        }
+        let now = Instant::now();
+        let due_full = now >= next_full;
+        let result: Result<Option<SyncSummary>, SyncError> = async {
+            if !due_full {
+                let head = syncer.fetch().await?;
+                if last_applied.as_deref() == Some(head.as_str()) {
+                    return Ok(None);
+                }
+                info!(component = "daemon", revision = %head, "new commit");
+            }
+            syncer.sync().await.map(Some)
+        }
+        .await;
+        match result {
+            Ok(Some(summary)) => {
+                last_applied = Some(summary.revision.clone());
+                backoff.reset();
+                next_full = Instant::now() + full;
+                next_poll = Instant::now() + poll;
+            }
+            Ok(None) => next_poll = Instant::now() + poll,
+            Err(e) => {
+                let delay = backoff.next();
+                error!(component = "daemon", error = %e, reason = e.label(), retry_in = ?delay, "sync failed");
+                next_poll = Instant::now() + delay;
+                next_full = next_full.max(next_poll);
+                if due_full {
+                    next_full = next_poll;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 5 s, capped at the poll interval.
+struct Backoff {
+    current: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn new(cap: Duration) -> Self {
+        Backoff {
+            current: Duration::ZERO,
+            cap,
+        }
+    }
+    fn next(&mut self) -> Duration {
+        self.current = if self.current.is_zero() {
+            Duration::from_secs(5)
+        } else {
+            self.current * 2
+        }
+        .min(self.cap.max(Duration::from_secs(5)));
+        self.current
+    }
+    fn reset(&mut self) {
+        self.current = Duration::ZERO;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(component = "daemon", error = %e, "cannot listen for SIGTERM; only Ctrl-C stops tether");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_up_to_the_poll_interval() {
+        let mut b = Backoff::new(Duration::from_secs(30));
+        let got: Vec<u64> = (0..5).map(|_| b.next().as_secs()).collect();
+        assert_eq!(got, [5, 10, 20, 30, 30]);
+        b.reset();
+        assert_eq!(b.next().as_secs(), 5);
+    }
+}

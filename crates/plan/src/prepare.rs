@@ -1,0 +1,286 @@
+//! From rendered resources to the exact bodies tether will apply, and the decision for each object.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tether_core::policy::Ignore;
+use tether_core::resource::Annotations;
+use tether_core::{ObjectId, Provenance, Resource};
+
+use crate::compare::is_subset;
+use crate::kinds::Kind;
+
+/// Label carried by every object tether applies: the sync name (`--sync-name`). Used to find owned objects.
+pub const SYNC_LABEL: &str = "tether.dev/sync";
+/// Annotation binding an object to the sync that applied it: a hash of sync name and object id, so that a
+/// label copied onto a foreign object does not make tether treat it as its own.
+pub const OWNER_ANNOTATION: &str = "tether.dev/owner";
+/// Annotation holding the hash of the manifest as last applied; a different hash means Git changed.
+pub const CHECKSUM_ANNOTATION: &str = "tether.dev/checksum";
+
+/// `--k8s-allow-namespace`: the namespaces tether may touch (all when empty).
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceFilter(pub BTreeSet<String>);
+
+impl NamespaceFilter {
+    /// True when namespaced objects in `ns` may be applied.
+    pub fn allows(&self, ns: &str) -> bool {
+        self.0.is_empty() || self.0.contains(ns)
+    }
+}
+
+/// An object ready to apply.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// Its id, with the namespace resolved.
+    pub id: ObjectId,
+    /// How the server serves it.
+    pub kind: Kind,
+    /// The body to send: the manifest with its namespace set and tether's label and annotations added.
+    pub body: Value,
+    /// Where it came from.
+    pub source: Provenance,
+    /// Hash of the manifest (see [`CHECKSUM_ANNOTATION`]).
+    pub checksum: String,
+    /// The ignore policy written in Git (`sync_only` objects are applied but never collected).
+    pub ignore: Ignore,
+}
+
+/// Why a rendered object is not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// `ignore: "true"` in Git.
+    IgnoredInGit,
+    /// Outside `--k8s-allow-namespace`.
+    NamespaceNotAllowed,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Skipped::IgnoredInGit => "ignore annotation in Git",
+            Skipped::NamespaceNotAllowed => "namespace not in --k8s-allow-namespace",
+        })
+    }
+}
+
+/// The outcome of [`prepare`].
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Objects to plan, in apply order.
+    pub desired: Vec<Desired>,
+    /// Objects left out on purpose, with the reason.
+    pub skipped: Vec<(ObjectId, Provenance, Skipped)>,
+}
+
+/// A problem with one object that prevents the whole commit from being applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// Where the object is defined.
+    pub at: Provenance,
+    /// The object, when known.
+    pub id: Option<ObjectId>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.id {
+            Some(id) => write!(f, "{} ({}): {}", id, self.at, self.message),
+            None => write!(f, "{}: {}", self.at, self.message),
+        }
+    }
+}
+
+/// Resolves kinds and namespaces, applies the ignore and namespace policies, detects objects defined twice,
+/// and builds the bodies to apply. All problems are returned together.
+pub fn prepare(
+    resources: Vec<Resource>,
+    resolve: impl Fn(&str, &str, &str) -> Option<Kind>,
+    default_namespace: &str,
+    filter: &NamespaceFilter,
+    sync_name: &str,
+) -> Result<Prepared, Vec<PlanError>> {
+    let mut out = Prepared::default();
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<ObjectId, Provenance> = BTreeMap::new();
+    for r in resources {
+        if !r.object.is_object() {
+            errors.push(PlanError {
+                at: r.source.clone(),
+                id: None,
+                message: "is not a mapping".into(),
+            });
+            continue;
+        }
+        let (group, version) = match r.api_version().rsplit_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", r.api_version()),
+        };
+        let Some(kind) = resolve(group, version, r.kind()) else {
+            errors.push(PlanError {
+                at: r.source.clone(),
+                id: None,
+                message: format!(
+                    "{} {} is not served by the cluster and no CustomResourceDefinition in this commit defines it; \
+                     check apiVersion and kind, or install the CRD",
+                    r.api_version(),
+                    r.kind()
+                ),
+            });
+            continue;
+        };
+        let namespace = kind
+            .namespaced
+            .then(|| r.namespace().unwrap_or(default_namespace).to_owned());
+        let id = ObjectId::new(r.api_version(), r.kind(), namespace.as_deref(), r.name());
+        if let Some(first) = seen.get(&id) {
+            errors.push(PlanError {
+                at: r.source.clone(),
+                id: Some(id.clone()),
+                message: format!("defined twice: also at {first}; remove one of them"),
+            });
+            continue;
+        }
+        seen.insert(id.clone(), r.source.clone());
+
+        let ignore = Ignore::of(r.annotations());
+        if ignore == Ignore::Always {
+            out.skipped.push((id, r.source, Skipped::IgnoredInGit));
+            continue;
+        }
+        let allowed = match &namespace {
+            Some(ns) => filter.allows(ns),
+            None => !kind.is_namespace() || filter.allows(r.name()),
+        };
+        if !allowed {
+            out.skipped
+                .push((id, r.source, Skipped::NamespaceNotAllowed));
+            continue;
+        }
+
+        let mut body = r.object;
+        set_namespace(&mut body, namespace.as_deref());
+        crate::defaults::fill_native_defaults(&mut body);
+        let checksum = checksum_of(&body);
+        let meta = metadata_mut(&mut body);
+        map_mut(meta, "labels").insert(SYNC_LABEL.into(), sync_name.into());
+        let annotations = map_mut(meta, "annotations");
+        annotations.insert(OWNER_ANNOTATION.into(), owner_mark(sync_name, &id).into());
+        annotations.insert(CHECKSUM_ANNOTATION.into(), checksum.clone().into());
+        out.desired.push(Desired {
+            id,
+            kind,
+            body,
+            source: r.source,
+            checksum,
+            ignore,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    out.desired.sort_by(|a, b| {
+        (crate::rank(&a.kind.kind), &a.id).cmp(&(crate::rank(&b.kind.kind), &b.id))
+    });
+    Ok(out)
+}
+
+/// The ownership mark of `id` under `sync_name` (see [`OWNER_ANNOTATION`]).
+pub fn owner_mark(sync_name: &str, id: &ObjectId) -> String {
+    let key = format!("{sync_name}\n{}\n{id}", id.group);
+    format!(
+        "sha256.{}",
+        &hex::encode(Sha256::digest(key.as_bytes()))[..40]
+    )
+}
+
+/// Hash of a manifest body (keys are ordered, so formatting in Git does not matter).
+pub fn checksum_of(body: &Value) -> String {
+    hex::encode(&Sha256::digest(body.to_string().as_bytes())[..16])
+}
+
+fn set_namespace(body: &mut Value, namespace: Option<&str>) {
+    let meta = metadata_mut(body);
+    match namespace {
+        Some(ns) => {
+            meta.insert("namespace".into(), ns.into());
+        }
+        None => {
+            // The API ignores a namespace on cluster-scoped objects; dropping it keeps ids and hashes stable.
+            meta.remove("namespace");
+        }
+    }
+}
+
+fn metadata_mut(body: &mut Value) -> &mut Map<String, Value> {
+    let Value::Object(obj) = body else {
+        unreachable!("render only yields mappings")
+    };
+    map_mut(obj, "metadata")
+}
+
+fn map_mut<'a>(parent: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = parent
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(m) => m,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+/// What to do with one desired object given its live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Not live yet.
+    Create,
+    /// Git changed since the last apply.
+    Update,
+    /// Same manifest, but the live object differs in a field tether sets: maybe drift, maybe only server
+    /// normalisation (`0.5` → `500m`). A server-side dry-run decides, so no write is sent for the latter.
+    Verify,
+    /// Already as desired: no request at all.
+    Unchanged,
+    /// The live object carries `ignore: "true"`.
+    IgnoredLive,
+}
+
+/// One planned object.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// What Git wants.
+    pub desired: Desired,
+    /// What is live, if anything.
+    pub live: Option<Value>,
+    /// The decision.
+    pub action: Action,
+}
+
+/// Decides what to do with `desired` given the live object.
+pub fn decide(desired: &Desired, live: Option<&Value>) -> Action {
+    let Some(live) = live else {
+        return Action::Create;
+    };
+    let live_annotations = Annotations::of(live);
+    if Ignore::of(live_annotations) == Ignore::Always {
+        return Action::IgnoredLive;
+    }
+    if live_annotations.get(CHECKSUM_ANNOTATION) != Some(desired.checksum.as_str()) {
+        return Action::Update;
+    }
+    if is_subset(&desired.body, live) {
+        Action::Unchanged
+    } else {
+        Action::Verify
+    }
+}
+
+#[cfg(test)]
+mod tests;

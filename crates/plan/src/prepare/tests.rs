@@ -1,0 +1,186 @@
+use super::*;
+use serde_json::json;
+
+fn res(file: &str, object: Value) -> Resource {
+    Resource {
+        object,
+        source: Provenance {
+            file: file.into(),
+            line: 1,
+        },
+    }
+}
+
+fn resolve(group: &str, version: &str, kind: &str) -> Option<Kind> {
+    let namespaced = match kind {
+        "Namespace" | "CustomResourceDefinition" | "ClusterRole" => false,
+        "ConfigMap" | "Deployment" => true,
+        _ => return None,
+    };
+    Some(Kind {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+        namespaced,
+    })
+}
+
+fn cm(name: &str, ns: Option<&str>) -> Value {
+    let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}});
+    if let Some(ns) = ns {
+        v["metadata"]["namespace"] = ns.into();
+    }
+    v
+}
+
+#[test]
+fn defaults_the_namespace_and_orders_namespaces_first() {
+    let p = prepare(
+        vec![
+            res("cm.yaml", cm("a", None)),
+            res("ns.yaml", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo", "namespace": "x"}})),
+        ],
+        resolve,
+        "fallback",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap();
+    let ids: Vec<String> = p.desired.iter().map(|d| d.id.to_string()).collect();
+    assert_eq!(ids, ["<cluster>:namespace/demo", "fallback:configmap/a"]);
+    assert_eq!(p.desired[1].body["metadata"]["namespace"], "fallback");
+    assert!(p.desired[0].body["metadata"].get("namespace").is_none());
+    assert_eq!(
+        p.desired[1].body["metadata"]["labels"][SYNC_LABEL],
+        "tether"
+    );
+}
+
+#[test]
+fn same_object_through_default_namespace_is_a_duplicate_naming_both_files() {
+    let err = prepare(
+        vec![
+            res("a.yaml", cm("a", None)),
+            res("b.yaml", cm("a", Some("default"))),
+        ],
+        resolve,
+        "default",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!(
+        err[0].to_string(),
+        "default:configmap/a (b.yaml:1): defined twice: also at a.yaml:1; remove one of them"
+    );
+}
+
+#[test]
+fn unknown_kinds_are_all_reported_with_their_files() {
+    let err = prepare(
+        vec![
+            res("w.yaml", json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})),
+            res("g.yaml", json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}})),
+        ],
+        resolve,
+        "default",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 2);
+    assert!(
+        err[0]
+            .to_string()
+            .starts_with("w.yaml:1: example.com/v1 Widget is not served"),
+        "{}",
+        err[0]
+    );
+}
+
+#[test]
+fn ignored_and_disallowed_objects_are_skipped_with_a_reason() {
+    let mut ignored = cm("i", Some("demo"));
+    ignored["metadata"]["annotations"] = json!({"fluxcd.io/ignore": "true"});
+    let filter = NamespaceFilter(["demo".to_owned()].into());
+    let p = prepare(
+        vec![
+            res("a.yaml", ignored),
+            res("b.yaml", cm("other", Some("prod"))),
+            res("c.yaml", cm("ok", Some("demo"))),
+            res(
+                "d.yaml",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}}),
+            ),
+        ],
+        resolve,
+        "default",
+        &filter,
+        "tether",
+    )
+    .unwrap();
+    assert_eq!(p.desired.len(), 1);
+    let reasons: Vec<_> = p
+        .skipped
+        .iter()
+        .map(|(id, _, why)| (id.to_string(), *why))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("demo:configmap/i".to_owned(), Skipped::IgnoredInGit),
+            (
+                "prod:configmap/other".to_owned(),
+                Skipped::NamespaceNotAllowed
+            ),
+            (
+                "<cluster>:namespace/prod".to_owned(),
+                Skipped::NamespaceNotAllowed
+            ),
+        ]
+    );
+}
+
+#[test]
+fn owner_marks_differ_per_sync_name_and_object() {
+    let a = ObjectId::new("v1", "ConfigMap", Some("ns"), "a");
+    let b = ObjectId::new("v1", "ConfigMap", Some("ns"), "b");
+    assert_ne!(owner_mark("tether", &a), owner_mark("other", &a));
+    assert_ne!(owner_mark("tether", &a), owner_mark("tether", &b));
+    assert_eq!(owner_mark("tether", &a), owner_mark("tether", &a));
+}
+
+fn desired_cm() -> Desired {
+    prepare(
+        vec![res("a.yaml", cm("a", Some("demo")))],
+        resolve,
+        "default",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap()
+    .desired
+    .remove(0)
+}
+
+#[test]
+fn decisions_follow_live_state() {
+    let d = desired_cm();
+    assert_eq!(decide(&d, None), Action::Create);
+
+    let mut live = d.body.clone();
+    live["metadata"]["resourceVersion"] = "7".into();
+    assert_eq!(decide(&d, Some(&live)), Action::Unchanged);
+
+    live["data"]["k"] = "edited by hand".into();
+    assert_eq!(decide(&d, Some(&live)), Action::Verify);
+
+    let mut old = d.body.clone();
+    old["metadata"]["annotations"][CHECKSUM_ANNOTATION] = "older".into();
+    assert_eq!(decide(&d, Some(&old)), Action::Update);
+
+    old["metadata"]["annotations"]["flux.weave.works/ignore"] = "true".into();
+    assert_eq!(decide(&d, Some(&old)), Action::IgnoredLive);
+}
