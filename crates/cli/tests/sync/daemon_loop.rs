@@ -1,0 +1,66 @@
+//! The long-running loop: new commits land within a poll interval.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::World;
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_new_commit_is_applied_within_one_poll_interval() {
+    let w = World::new("loop");
+    let n = w.n.clone();
+    let cm = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\ndata:\n  v: \"{v}\"\n")
+    };
+    w.repo.write(&[
+        (
+            "ns.yaml",
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
+        ),
+        ("cm.yaml", &cm("1")),
+    ]);
+    w.repo.commit("first");
+    let url = w.repo.file_url();
+    let mut child = w
+        .command(&[
+            "daemon",
+            "--git-url",
+            &url,
+            "--git-poll-interval",
+            "1s",
+            "--sync-interval",
+            "1h",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let value = || {
+        w.get(&["-n", &n, "configmap/c"])
+            .map(|c| c["data"]["v"].as_str().unwrap_or("").to_owned())
+    };
+    wait_for("the first sync", Duration::from_secs(30), || {
+        value().as_deref() == Some("1")
+    });
+    w.repo.write(&[("cm.yaml", &cm("2"))]);
+    let second = w.repo.commit("second");
+    wait_for("the new commit", Duration::from_secs(10), || {
+        value().as_deref() == Some("2")
+    });
+    wait_for("the tag", Duration::from_secs(5), || {
+        w.repo
+            .rev_parse("refs/tags/tether-sync^{commit}")
+            .as_deref()
+            == Some(second.as_str())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,161 @@
+//! Git over SSH: deploy keys, read-only keys, host keys.
+
+use tether_testenv::SshServer;
+
+use crate::support::World;
+
+fn configmap(n: &str) -> [(String, String); 2] {
+    [
+        (
+            "ns.yaml".into(),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
+        ),
+        (
+            "cm.yaml".into(),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\n"),
+        ),
+    ]
+}
+
+#[test]
+fn syncs_over_ssh_with_a_write_key_and_moves_the_tag() {
+    let w = World::new("ssh-rw");
+    crate::support::write(&w.repo, &configmap(&w.n));
+    let head = w.repo.commit("first");
+    let ssh = SshServer::start();
+    let url = ssh.url(&w.repo);
+    let (key, kh) = (
+        ssh.rw_key.display().to_string(),
+        ssh.known_hosts.display().to_string(),
+    );
+    let summary = w
+        .once(&[
+            "--git-url",
+            &url,
+            "--git-ssh-key",
+            &key,
+            "--git-known-hosts",
+            &kh,
+        ])
+        .ok();
+    assert!(summary.contains("created=2"), "{summary}");
+    assert_eq!(
+        w.repo
+            .rev_parse("refs/tags/tether-sync^{commit}")
+            .as_deref(),
+        Some(head.as_str())
+    );
+    // The write check's throw-away tag is gone again.
+    assert!(
+        !tether_testenv::run(tether_testenv::git::git(&w.repo.bare).args(["tag"]))
+            .contains("write-check")
+    );
+}
+
+#[test]
+fn a_read_only_key_gives_one_actionable_line_and_git_readonly_syncs_with_a_secret() {
+    let w = World::new("ssh-ro");
+    let n = w.n.clone();
+    crate::support::write(&w.repo, &configmap(&n));
+    let head = w.repo.commit("first");
+    let ssh = SshServer::start();
+    let url = ssh.url(&w.repo);
+    let (key, kh) = (
+        ssh.ro_key.display().to_string(),
+        ssh.known_hosts.display().to_string(),
+    );
+    let source = [
+        "--git-url",
+        url.as_str(),
+        "--git-ssh-key",
+        &key,
+        "--git-known-hosts",
+        &kh,
+    ];
+
+    let err = w.once(&source).failed();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for want in [
+        "read-only",
+        "write access",
+        "--git-readonly",
+        "marked as read only",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    assert!(!err.contains("Please make sure"), "{err}");
+    assert!(
+        w.get(&["-n", &n, "configmap/c"]).is_none(),
+        "applied despite the failed write check"
+    );
+
+    // Read-only mode: same key, sync state in a Secret.
+    w.kubectl(&["create", "namespace", &format!("{n}-tether")]);
+    let secret_ns = format!("{n}-tether");
+    let mut args = source.to_vec();
+    args.extend([
+        "--git-readonly",
+        "--sync-state",
+        "secret",
+        "--k8s-secret-namespace",
+        &secret_ns,
+    ]);
+    let summary = w.once(&args).ok();
+    assert!(summary.contains("created=2"), "{summary}");
+    let secret = w.get(&["-n", &secret_ns, "secret/tether-sync"]).unwrap();
+    assert_eq!(
+        secret["metadata"]["annotations"]["tether.dev/sync-hwm"],
+        head.as_str()
+    );
+    assert!(
+        w.repo.rev_parse("refs/tags/tether-sync").is_none(),
+        "read-only mode pushed a tag"
+    );
+    w.kubectl(&["delete", "namespace", &secret_ns, "--wait=false"]);
+}
+
+#[test]
+fn an_unknown_ssh_host_key_is_refused() {
+    let w = World::new("ssh-hostkey");
+    crate::support::write(&w.repo, &configmap(&w.n));
+    w.repo.commit("first");
+    let ssh = SshServer::start();
+    let url = ssh.url(&w.repo);
+    let (key, kh) = (
+        ssh.rw_key.display().to_string(),
+        ssh.wrong_known_hosts.display().to_string(),
+    );
+    let err = w
+        .once(&[
+            "--git-url",
+            &url,
+            "--git-ssh-key",
+            &key,
+            "--git-known-hosts",
+            &kh,
+        ])
+        .failed();
+    assert!(
+        err.contains("not trusted") && err.contains("--git-known-hosts"),
+        "{err}"
+    );
+    assert!(w.get(&["namespace", &w.n]).is_none());
+}
+
+#[test]
+fn bad_flags_fail_at_start_with_exit_64() {
+    let w = World::new("flags");
+    let run = w.tether(&[
+        "daemon",
+        "--once",
+        "--git-url",
+        "/x",
+        "--git-readonly",
+        "--sync-state",
+        "git",
+    ]);
+    assert_eq!(run.0.status.code(), Some(64), "{}", run.stderr());
+    assert!(run.stderr().contains("contradicts"));
+    let run = w.tether(&["daemon", "--once", "--git-url", "/x", "--git-path", "../up"]);
+    assert_eq!(run.0.status.code(), Some(64));
+}

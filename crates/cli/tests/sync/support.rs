@@ -1,0 +1,220 @@
+//! Running the tether binary against the shared test cluster.
+
+use std::process::{Command, Output};
+
+use tether_testenv::{Cluster, GitRepo};
+
+/// One test's world: the cluster, a repository, and tether's cache directory.
+pub struct World {
+    pub cluster: &'static Cluster,
+    pub repo: GitRepo,
+    pub cache: tempfile::TempDir,
+    /// Unique prefix for every name this test creates.
+    pub n: String,
+}
+
+impl World {
+    pub fn new(prefix: &str) -> Self {
+        World {
+            cluster: Cluster::shared(),
+            repo: GitRepo::new(),
+            cache: tempfile::tempdir().unwrap(),
+            n: tether_testenv::unique_name(prefix),
+        }
+    }
+
+    /// `tether daemon --once` with the given source flags.
+    pub fn once(&self, source: &[&str]) -> Run {
+        let mut args = vec!["daemon", "--once"];
+        args.extend_from_slice(source);
+        self.tether(&args)
+    }
+
+    /// `tether daemon --once --git-url file://...` plus `extra`.
+    pub fn once_file(&self, extra: &[&str]) -> Run {
+        let url = self.repo.file_url();
+        let mut args = vec!["--git-url", &url];
+        args.extend_from_slice(extra);
+        self.once(&args)
+    }
+
+    pub fn tether(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run tether");
+        Run(out)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+        cmd.args(args)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .env("KUBECONFIG", &self.cluster.kubeconfig)
+            .env_remove("POD_NAMESPACE")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        tether_testenv::run(self.cluster.kubectl().args(args))
+    }
+
+    /// `kubectl get -o json` of one object, or None when it does not exist.
+    pub fn get(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let out = self
+            .cluster
+            .kubectl()
+            .args(["get", "-o", "json", "--show-managed-fields"])
+            .args(args)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+}
+
+/// A finished tether run.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts success and returns the summary line.
+    pub fn ok(&self) -> String {
+        assert!(
+            self.0.status.success(),
+            "tether failed:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        let out = self.stdout();
+        out.lines()
+            .find(|l| l.starts_with("synced "))
+            .unwrap_or_else(|| panic!("no summary in {out}"))
+            .to_owned()
+    }
+    /// Asserts failure and returns tether's final error (everything after `tether: ` on stderr).
+    pub fn failed(&self) -> String {
+        assert!(
+            !self.0.status.success(),
+            "tether should have failed:\n{}",
+            self.stdout()
+        );
+        let err = self.stderr();
+        let at = err
+            .rfind("tether: ")
+            .unwrap_or_else(|| panic!("no error line in {err}"));
+        err[at..].to_owned()
+    }
+}
+
+/// A realistic app in namespace `n`: a CRD and one of its custom resources, a Deployment, a Service and a
+/// ConfigMap, as a Flux v1 repository would hold them.
+pub fn app(n: &str) -> Vec<(String, String)> {
+    let files = [
+        (
+            "app/namespace.yaml",
+            r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: NS
+"#,
+        ),
+        (
+            "app/crd.yaml",
+            r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.NS.example.com
+spec:
+  group: NS.example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#,
+        ),
+        (
+            "app/widget.yaml",
+            r#"apiVersion: NS.example.com/v1
+kind: Widget
+metadata:
+  name: gizmo
+  namespace: NS
+spec:
+  size: 3
+"#,
+        ),
+        (
+            "app/deployment.yaml",
+            r#"# The web app; Flux v1 annotations are kept as they are.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: NS
+  annotations:
+    fluxcd.io/automated: "true"
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+"#,
+        ),
+        (
+            "app/service.yaml",
+            r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: NS
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+"#,
+        ),
+        (
+            "app/config.yaml",
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: NS
+data:
+  color: blue
+"#,
+        ),
+    ];
+    files
+        .iter()
+        .map(|(p, c)| (p.to_string(), c.replace("NS", n)))
+        .collect()
+}
+
+pub fn write(repo: &GitRepo, files: &[(String, String)]) {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    repo.write(&refs);
+}
