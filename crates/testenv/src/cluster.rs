@@ -30,7 +30,8 @@ impl Cluster {
             if let Ok(kc) = std::env::var("TETHER_TEST_KUBECONFIG") {
                 return Cluster {
                     kubeconfig: kc.into(),
-                    user_kubeconfig: std::env::var_os("TETHER_TEST_USER_KUBECONFIG").map(Into::into),
+                    user_kubeconfig: std::env::var_os("TETHER_TEST_USER_KUBECONFIG")
+                        .map(Into::into),
                     audit_log: std::env::var_os("TETHER_TEST_AUDIT_LOG").map(Into::into),
                 };
             }
@@ -173,9 +174,13 @@ impl AuditLog {
     pub fn events(&self) -> Vec<AuditEvent> {
         let mut f = std::fs::File::open(&self.path)
             .unwrap_or_else(|e| panic!("open audit log {}: {e}", self.path.display()));
-        f.seek(SeekFrom::Start(self.offset)).expect("seek audit log");
+        f.seek(SeekFrom::Start(self.offset))
+            .expect("seek audit log");
         let s = |v: &serde_json::Value, p: &str| {
-            v.pointer(p).and_then(|x| x.as_str()).unwrap_or("").to_owned()
+            v.pointer(p)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_owned()
         };
         BufReader::new(f)
             .lines()

@@ -31,8 +31,12 @@ impl GitRepo {
             .expect("temp dir");
         let bare = dir.path().join("remote.git");
         let work = dir.path().join("work");
-        run(git(dir.path()).args(["init", "-q", "--bare", "-b", branch]).arg(&bare));
-        run(git(dir.path()).args(["init", "-q", "-b", branch]).arg(&work));
+        run(git(dir.path())
+            .args(["init", "-q", "--bare", "-b", branch])
+            .arg(&bare));
+        run(git(dir.path())
+            .args(["init", "-q", "-b", branch])
+            .arg(&work));
         run(git(&work).args(["remote", "add", "origin"]).arg(&bare));
         GitRepo {
             bare,
@@ -67,7 +71,9 @@ impl GitRepo {
     pub fn commit(&self, message: &str) -> String {
         run(git(&self.work).args(["add", "-A"]));
         run(git(&self.work).args(["commit", "-q", "--allow-empty", "-m", message]));
-        run(git(&self.work).args(["push", "-q", "origin"]).arg(format!("HEAD:{}", self.branch)));
+        run(git(&self.work)
+            .args(["push", "-q", "origin"])
+            .arg(format!("HEAD:{}", self.branch)));
         self.head()
     }
 

@@ -44,7 +44,12 @@ impl SshServer {
             .tempdir()
             .expect("temp dir");
         let d = dir.path();
-        for (name, comment) in [("host", "host"), ("rw", "tether-rw"), ("ro", "tether-ro"), ("other", "other")] {
+        for (name, comment) in [
+            ("host", "host"),
+            ("rw", "tether-rw"),
+            ("ro", "tether-ro"),
+            ("other", "other"),
+        ] {
             run(Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
                 .arg(d.join(name)));
@@ -109,13 +114,25 @@ impl SshServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         let host_pub = read("host.pub");
-        let host_key = host_pub.rsplit_once(' ').map(|(k, _)| k).unwrap_or(&host_pub);
-        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_key}\n"))
-            .expect("write known_hosts");
+        let host_key = host_pub
+            .rsplit_once(' ')
+            .map(|(k, _)| k)
+            .unwrap_or(&host_pub);
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_key}\n"),
+        )
+        .expect("write known_hosts");
         let other_pub = read("other.pub");
-        let other_key = other_pub.rsplit_once(' ').map(|(k, _)| k).unwrap_or(&other_pub);
-        std::fs::write(d.join("wrong_known_hosts"), format!("[127.0.0.1]:{port} {other_key}\n"))
-            .expect("write known_hosts");
+        let other_key = other_pub
+            .rsplit_once(' ')
+            .map(|(k, _)| k)
+            .unwrap_or(&other_pub);
+        std::fs::write(
+            d.join("wrong_known_hosts"),
+            format!("[127.0.0.1]:{port} {other_key}\n"),
+        )
+        .expect("write known_hosts");
         let user = run(Command::new("id").arg("-un")).trim().to_owned();
         SshServer {
             port,
@@ -131,7 +148,12 @@ impl SshServer {
 
     /// `ssh://user@127.0.0.1:port/<bare repo path>` for a repository.
     pub fn url(&self, repo: &GitRepo) -> String {
-        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, repo.bare.display())
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            repo.bare.display()
+        )
     }
 
     /// A `GIT_SSH_COMMAND` that uses `key` and trusts only `known_hosts`.

@@ -1,4 +1,5 @@
 //! Core sync, end to end: the `tether` binary against the real API server and git over SSH and file://.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The ground every other test stands on: a real API server (SSA, RBAC, controllers) and git over SSH with
 //! read-write and read-only deploy keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -13,7 +14,8 @@ fn configmaps() -> ApiResource {
 async fn server_side_apply_through_kube_records_the_field_manager() {
     let cluster = Cluster::shared();
     let ns = cluster.namespace("foundation-ssa");
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client().await, &ns.name, &configmaps());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client().await, &ns.name, &configmaps());
     let body = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "probe", "namespace": ns.name},
@@ -21,7 +23,11 @@ async fn server_side_apply_through_kube_records_the_field_manager() {
     });
     let audit = cluster.audit();
     let applied = api
-        .patch("probe", &PatchParams::apply("tether-test").force(), &Patch::Apply(&body))
+        .patch(
+            "probe",
+            &PatchParams::apply("tether-test").force(),
+            &Patch::Apply(&body),
+        )
         .await
         .expect("server-side apply");
     assert_eq!(applied.data["data"]["k"], "v");
@@ -42,7 +48,8 @@ async fn server_side_apply_through_kube_records_the_field_manager() {
 #[tokio::test]
 async fn unprivileged_user_is_denied_by_rbac() {
     let cluster = Cluster::shared();
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.user_client().await, "default", &configmaps());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.user_client().await, "default", &configmaps());
     match api.list(&Default::default()).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 403, "{status:?}");
@@ -57,9 +64,17 @@ async fn controller_manager_finishes_namespace_deletion() {
     let cluster = Cluster::shared();
     let ns = tether_testenv::unique_name("foundation-nsdel");
     tether_testenv::run(cluster.kubectl().args(["create", "namespace", &ns]));
-    tether_testenv::run(cluster.kubectl().args(["-n", &ns, "create", "configmap", "x"]));
+    tether_testenv::run(
+        cluster
+            .kubectl()
+            .args(["-n", &ns, "create", "configmap", "x"]),
+    );
     // Without the namespace controller this would hang in Terminating until the timeout.
-    tether_testenv::run(cluster.kubectl().args(["delete", "namespace", &ns, "--timeout=60s"]));
+    tether_testenv::run(
+        cluster
+            .kubectl()
+            .args(["delete", "namespace", &ns, "--timeout=60s"]),
+    );
 }
 
 #[test]
@@ -78,7 +93,10 @@ fn git_over_ssh_clones_with_either_key_and_refuses_push_with_the_read_only_key()
                 .arg(&dest)
                 .env("GIT_SSH_COMMAND", ssh.ssh_command(key, &ssh.known_hosts)),
         );
-        assert_eq!(std::fs::read_to_string(dest.join("README")).unwrap(), "hello\n");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("README")).unwrap(),
+            "hello\n"
+        );
     }
 
     let push = |name: &str, key| {
@@ -90,7 +108,11 @@ fn git_over_ssh_clones_with_either_key_and_refuses_push_with_the_read_only_key()
             .unwrap()
     };
     let ok = push("rw", &ssh.rw_key);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(repo.rev_parse("refs/tags/probe").is_some());
 
     let refused = push("ro", &ssh.ro_key);
@@ -106,7 +128,10 @@ fn git_over_ssh_refuses_an_unknown_host_key() {
     let tmp = tempfile::tempdir().unwrap();
     let out = git(tmp.path())
         .args(["clone", "-q", &ssh.url(&repo), "x"])
-        .env("GIT_SSH_COMMAND", ssh.ssh_command(&ssh.rw_key, &ssh.wrong_known_hosts))
+        .env(
+            "GIT_SSH_COMMAND",
+            ssh.ssh_command(&ssh.rw_key, &ssh.wrong_known_hosts),
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());
