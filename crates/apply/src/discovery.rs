@@ -1,7 +1,7 @@
 //! Legacy discovery (one request per group version, all in parallel): works on every server tether supports,
 //! and one unavailable aggregated API only affects the objects of that group instead of every sync.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::{stream, StreamExt};
 use tether_plan::Kind;
@@ -12,6 +12,8 @@ use crate::error::Error;
 #[derive(Debug, Clone, Default)]
 pub struct Kinds {
     by_gvk: HashMap<(String, String, String), Kind>,
+    /// Namespaced kinds that can be listed, one version per kind (to find what a Namespace still holds).
+    listable: BTreeMap<(String, String), Kind>,
     /// Group versions whose discovery failed, with the reason, for error messages.
     pub unavailable: Vec<(String, String)>,
 }
@@ -56,13 +58,20 @@ impl Kinds {
                         if r.name.contains('/') {
                             continue; // subresources
                         }
-                        kinds.insert(Kind {
+                        let kind = Kind {
                             group: group.to_owned(),
                             version: version.to_owned(),
                             kind: r.kind,
                             plural: r.name,
                             namespaced: r.namespaced,
-                        });
+                        };
+                        if kind.namespaced && r.verbs.iter().any(|v| v == "list") {
+                            kinds
+                                .listable
+                                .entry((kind.group.clone(), kind.kind.clone()))
+                                .or_insert_with(|| kind.clone());
+                        }
+                        kinds.insert(kind);
                     }
                 }
                 Err(e) => {
@@ -87,6 +96,11 @@ impl Kinds {
         self.by_gvk
             .get(&(group.to_owned(), version.to_owned(), kind.to_owned()))
             .cloned()
+    }
+
+    /// Every namespaced kind that can be listed, once each.
+    pub fn namespaced_listable(&self) -> impl Iterator<Item = &Kind> {
+        self.listable.values()
     }
 
     /// True when the server itself serves this kind (not only a CRD in the commit).

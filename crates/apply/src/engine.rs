@@ -7,7 +7,7 @@ use futures::{stream, StreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::ApiResource;
 use serde_json::Value;
-use tether_core::{ObjectId, Provenance, Resource, FIELD_MANAGER};
+use tether_core::{ObjectId, ObjectRef, Provenance, Resource, FIELD_MANAGER};
 use tether_plan::{
     decide, kinds_from_crds, prepare, rank, strip_volatile, Action, Desired, Entry, Kind,
     NamespaceFilter,
@@ -51,6 +51,16 @@ pub enum Outcome {
 pub struct Report {
     /// Every rendered object and what happened to it, in apply order.
     pub objects: Vec<(ObjectId, Provenance, Outcome)>,
+    /// The objects that are now live as this sync's own (applied, unchanged, or ignored on the live object):
+    /// the inventory garbage collection works from.
+    pub applied: Vec<ObjectRef>,
+}
+
+impl Report {
+    /// Every object the commit renders, applied or skipped: garbage collection never deletes these.
+    pub fn rendered(&self) -> BTreeSet<ObjectId> {
+        self.objects.iter().map(|(id, _, _)| id.clone()).collect()
+    }
 }
 
 impl Report {
@@ -259,6 +269,10 @@ impl Engine {
         }
 
         for e in entries {
+            report.applied.push(ObjectRef {
+                id: e.desired.id.clone(),
+                kind: e.desired.kind.clone(),
+            });
             let outcome = outcomes.remove(&e.desired.id).unwrap_or(Outcome::Unchanged);
             report
                 .objects
@@ -518,7 +532,7 @@ impl Engine {
         }
     }
 
-    fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+    pub(crate) fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         let ar = ApiResource {
             group: kind.group.clone(),
             version: kind.version.clone(),

@@ -9,7 +9,9 @@
 mod discovery;
 mod engine;
 mod error;
+mod prune;
 
 pub use discovery::Kinds;
 pub use engine::{Engine, Outcome, Report, SyncOptions};
 pub use error::{Error, ObjectFailure};
+pub use prune::PruneReport;

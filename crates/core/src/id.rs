@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Namespace placeholder Flux v1 uses for cluster-scoped objects.
 pub const CLUSTER_SCOPE: &str = "<cluster>";
 
@@ -9,7 +11,7 @@ pub const CLUSTER_SCOPE: &str = "<cluster>";
 ///
 /// The API group is kept so that two kinds of the same name in different groups stay distinct, but it is not
 /// printed, to stay compatible with the ids users know from fluxctl.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectId {
     /// The namespace, or `None` for cluster-scoped objects.
     pub namespace: Option<String>,

@@ -4,10 +4,12 @@
 //! on it without pulling in a runtime.
 
 pub mod id;
+pub mod kind;
 pub mod policy;
 pub mod resource;
 
 pub use id::{ObjectId, ParseIdError};
+pub use kind::{Kind, ObjectRef};
 pub use resource::{Provenance, Resource};
 
 /// The field manager tether uses for server-side apply; `kubectl get -o yaml --show-managed-fields` shows it.

@@ -17,6 +17,17 @@ pub enum SyncState {
     Secret,
 }
 
+/// Garbage collection mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gc {
+    /// Never delete anything.
+    Off,
+    /// Log what would be deleted.
+    DryRun,
+    /// Delete.
+    On,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -86,9 +97,19 @@ pub struct DaemonArgs {
     /// Secret that holds the sync state with --sync-state secret.
     #[arg(long, default_value = "tether-sync")]
     pub k8s_secret_name: String,
-    /// tether's own namespace (for the state Secret) [default: $POD_NAMESPACE, else the kubeconfig's].
+    /// tether's own namespace, for the state Secret and the GC inventory [default: $POD_NAMESPACE, else the
+    /// kubeconfig's].
     #[arg(long, env = "POD_NAMESPACE")]
-    pub k8s_secret_namespace: Option<String>,
+    pub namespace: Option<String>,
+    /// Delete objects this sync applied earlier that are no longer in Git (and nothing else).
+    #[arg(long)]
+    pub sync_garbage_collection: bool,
+    /// Like --sync-garbage-collection, but only log `would delete <id>`.
+    #[arg(long)]
+    pub sync_garbage_collection_dry: bool,
+    /// Allow garbage collection to delete everything when the repository renders no objects at all.
+    #[arg(long)]
+    pub sync_garbage_collection_allow_empty: bool,
     /// Where the local clone and caches live.
     #[arg(long, env = "TETHER_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -127,8 +148,12 @@ pub struct Config {
     pub default_namespace: Option<String>,
     /// State Secret name.
     pub secret_name: String,
-    /// State Secret namespace override.
-    pub secret_namespace: Option<String>,
+    /// tether's namespace override.
+    pub namespace: Option<String>,
+    /// Garbage collection mode.
+    pub gc: Gc,
+    /// Let GC empty the cluster when Git renders nothing.
+    pub gc_allow_empty: bool,
     /// Cache root.
     pub cache_dir: PathBuf,
     /// Apply parallelism.
@@ -224,6 +249,19 @@ impl DaemonArgs {
                 }
             }
         }
+        let gc = match (
+            self.sync_garbage_collection,
+            self.sync_garbage_collection_dry,
+        ) {
+            (_, true) => Gc::DryRun,
+            (true, false) => Gc::On,
+            (false, false) => Gc::Off,
+        };
+        if self.sync_garbage_collection_allow_empty && gc == Gc::Off {
+            return Err(err(
+                "--sync-garbage-collection-allow-empty needs --sync-garbage-collection or --sync-garbage-collection-dry".into(),
+            ));
+        }
         let https =
             https_credentials(&url, self.git_https_credentials_file.as_deref()).map_err(err)?;
         let cache_dir = self
@@ -258,7 +296,9 @@ impl DaemonArgs {
             ),
             default_namespace: self.k8s_default_namespace,
             secret_name: self.k8s_secret_name,
-            secret_namespace: self.k8s_secret_namespace,
+            namespace: self.namespace,
+            gc,
+            gc_allow_empty: self.sync_garbage_collection_allow_empty,
             cache_dir,
             concurrency: self.apply_concurrency,
             log_format: self.log_format,
@@ -366,5 +406,10 @@ mod tests {
             .unwrap_err()
             .contains("greater than zero"));
         assert!(parse(&["--sync-name", "Bad_Name"]).is_err());
+        assert!(parse(&["--sync-garbage-collection-allow-empty"]).is_err());
+        assert_eq!(
+            parse(&["--sync-garbage-collection-dry"]).unwrap().gc,
+            Gc::DryRun
+        );
     }
 }

@@ -4,12 +4,16 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeSet;
 use tether_apply::{Engine, SyncOptions};
-use tether_record::Marker;
+use tether_record::{Inventory, Marker};
 use tether_source::Repo;
-use tracing::{info, info_span, Instrument};
 
-use crate::config::{Config, SyncState};
+use tether_apply::PruneReport;
+use tether_core::{ObjectId, ObjectRef};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::{Config, Gc, SyncState};
 
 /// Why a sync failed. The marker never moves on failure.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,9 @@ pub enum SyncError {
     /// The sync was applied but the marker could not be moved.
     #[error(transparent)]
     Record(#[from] tether_record::Error),
+    /// The sync was applied but the inventory could not be read or written.
+    #[error(transparent)]
+    Inventory(#[from] tether_record::InventoryError),
 }
 
 impl SyncError {
@@ -36,6 +43,7 @@ impl SyncError {
             SyncError::Render(_) => "render",
             SyncError::Apply(e) => e.label(),
             SyncError::Record(_) => "record",
+            SyncError::Inventory(_) => "inventory",
         }
     }
 }
@@ -55,6 +63,10 @@ pub struct SyncSummary {
     pub deleted: usize,
     /// Objects skipped by policy.
     pub skipped: usize,
+    /// Objects garbage collection would delete (dry-run mode).
+    pub would_delete: usize,
+    /// Objects garbage collection kept on purpose (safety valves) or failed to delete; retried next sync.
+    pub gc_kept: usize,
     /// Wall time.
     pub duration: Duration,
 }
@@ -71,7 +83,14 @@ impl fmt::Display for SyncSummary {
             self.deleted,
             self.skipped,
             self.duration.as_secs_f64()
-        )
+        )?;
+        if self.would_delete > 0 {
+            write!(f, " would_delete={}", self.would_delete)?;
+        }
+        if self.gc_kept > 0 {
+            write!(f, " gc_kept={}", self.gc_kept)?;
+        }
+        Ok(())
     }
 }
 
@@ -85,6 +104,7 @@ pub struct Syncer {
     repo: Repo,
     engine: Engine,
     marker: Marker,
+    inventory: Inventory,
     opts: SyncOptions,
     write_checked: bool,
 }
@@ -101,18 +121,20 @@ impl Syncer {
             .default_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_owned());
+        let namespace = cfg
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
         let marker = match cfg.sync_state {
             SyncState::Git => Marker::GitTag {
                 tag: cfg.sync_tag.clone(),
             },
             SyncState::Secret => Marker::Secret {
-                namespace: cfg
-                    .secret_namespace
-                    .clone()
-                    .unwrap_or_else(|| client.default_namespace().to_owned()),
+                namespace: namespace.clone(),
                 name: cfg.secret_name.clone(),
             },
         };
+        let inventory = Inventory::new(&namespace, &cfg.sync_name);
         let repo = Repo::open(cfg.git.clone(), &cfg.cache_dir).await?;
         let opts = SyncOptions {
             default_namespace,
@@ -124,6 +146,7 @@ impl Syncer {
             engine: Engine::new(client),
             repo,
             marker,
+            inventory,
             opts,
             cfg,
             write_checked: false,
@@ -156,6 +179,7 @@ impl Syncer {
         let tree = self.repo.checkout(&revision).await?;
         let resources = tether_render::render(tree, &self.cfg.paths)?;
         let report = self.engine.sync(resources, &self.opts).await?;
+        let gc = self.collect_garbage(&report).await?;
         self.marker
             .write(&revision, &self.repo, self.engine.client())
             .await?;
@@ -164,8 +188,10 @@ impl Syncer {
             created: report.created(),
             configured: report.configured(),
             unchanged: report.unchanged(),
-            deleted: 0,
+            deleted: gc.deleted.len(),
             skipped: report.skipped(),
+            would_delete: gc.would_delete.len(),
+            gc_kept: gc.kept.len() + gc.failed.len(),
             duration: started.elapsed(),
         };
         info!(
@@ -175,9 +201,67 @@ impl Syncer {
             unchanged = summary.unchanged,
             deleted = summary.deleted,
             skipped = summary.skipped,
+            would_delete = summary.would_delete,
+            gc_kept = summary.gc_kept,
             duration_ms = summary.duration.as_millis() as u64,
             "sync complete"
         );
         Ok(summary)
+    }
+}
+
+impl Syncer {
+    /// Runs garbage collection (if enabled) against the previous inventory and stores the new one. Only
+    /// called after a fully successful apply, so a failed render, apply or fetch never deletes anything.
+    async fn collect_garbage(
+        &self,
+        report: &tether_apply::Report,
+    ) -> Result<PruneReport, SyncError> {
+        let client = self.engine.client();
+        let previous = self.inventory.load(client).await?;
+        let prev = previous.as_deref().unwrap_or_default();
+        let rendered = report.rendered();
+        let applied: BTreeSet<&ObjectId> = report.applied.iter().map(|r| &r.id).collect();
+        let mut gc = PruneReport::default();
+        let mut retained: Vec<ObjectRef> = Vec::new();
+        let candidates = tether_plan::gc::candidates(prev, &rendered);
+        match self.cfg.gc {
+            Gc::Off => retained.extend(candidates),
+            _ if rendered.is_empty() && !prev.is_empty() && !self.cfg.gc_allow_empty => {
+                warn!(component = "gc", inventory = prev.len(),
+                    "not collecting: the repository renders no objects at all, which looks like a mistake; \
+                     pass --sync-garbage-collection-allow-empty to allow deleting everything");
+                gc.kept = candidates
+                    .iter()
+                    .cloned()
+                    .map(|c| (c, "empty render".to_owned()))
+                    .collect();
+                retained.extend(candidates);
+            }
+            mode => {
+                gc = self
+                    .engine
+                    .prune(
+                        candidates,
+                        &rendered,
+                        &self.cfg.sync_name,
+                        mode == Gc::DryRun,
+                    )
+                    .await?;
+                retained.extend(gc.retained().cloned());
+            }
+        }
+        // Objects still rendered but skipped this time (ignored, namespace not allowed) stay owned.
+        retained.extend(
+            prev.iter()
+                .filter(|r| rendered.contains(&r.id) && !applied.contains(&r.id))
+                .cloned(),
+        );
+        let mut next = report.applied.clone();
+        next.extend(retained);
+        self.inventory
+            .store(client, &next, previous.as_deref())
+            .await?;
+        Ok(gc)
     }
 }

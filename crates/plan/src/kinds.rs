@@ -1,42 +1,7 @@
 //! Kinds as the server (or a CRD in the same commit) offers them, and the order they are applied in.
 
 use serde_json::Value;
-
-/// Where and how a kind is served.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Kind {
-    /// API group (`""` for core).
-    pub group: String,
-    /// Version (`v1`).
-    pub version: String,
-    /// Kind (`Deployment`).
-    pub kind: String,
-    /// Resource name in URLs (`deployments`).
-    pub plural: String,
-    /// Namespaced or cluster-scoped.
-    pub namespaced: bool,
-}
-
-impl Kind {
-    /// `group/version` or `version` for the core group.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-
-    /// True for `Namespace`.
-    pub fn is_namespace(&self) -> bool {
-        self.group.is_empty() && self.kind == "Namespace"
-    }
-
-    /// True for `CustomResourceDefinition`.
-    pub fn is_crd(&self) -> bool {
-        self.group == "apiextensions.k8s.io" && self.kind == "CustomResourceDefinition"
-    }
-}
+pub use tether_core::Kind;
 
 /// Kinds defined by CustomResourceDefinitions among the desired objects, so their custom resources can be
 /// planned in the same commit before the server serves them.

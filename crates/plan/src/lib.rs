@@ -6,6 +6,7 @@
 
 mod compare;
 mod defaults;
+pub mod gc;
 mod kinds;
 mod prepare;
 

@@ -97,7 +97,7 @@ fn a_read_only_key_gives_one_actionable_line_and_git_readonly_syncs_with_a_secre
         "--git-readonly",
         "--sync-state",
         "secret",
-        "--k8s-secret-namespace",
+        "--namespace",
         &secret_ns,
     ]);
     let summary = w.once(&args).ok();

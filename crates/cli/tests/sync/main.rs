@@ -5,4 +5,5 @@ mod support;
 
 mod apply;
 mod daemon_loop;
+mod gc;
 mod git_access;

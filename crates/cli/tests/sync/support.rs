@@ -45,8 +45,12 @@ impl World {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
-        cmd.args(args)
-            .arg("--cache-dir")
+        cmd.args(args);
+        // Each test is its own sync (and so has its own inventory) unless it says otherwise.
+        if !args.contains(&"--sync-name") {
+            cmd.args(["--sync-name", &self.n]);
+        }
+        cmd.arg("--cache-dir")
             .arg(self.cache.path())
             .env("KUBECONFIG", &self.cluster.kubeconfig)
             .env_remove("POD_NAMESPACE")

@@ -1,0 +1,201 @@
+//! Garbage collection: deletes objects this sync applied before and Git no longer has — and nothing else.
+
+use std::collections::BTreeSet;
+
+use futures::{stream, StreamExt};
+use kube::api::DeleteParams;
+use serde_json::Value;
+use tether_core::{ObjectId, ObjectRef};
+use tether_plan::gc::{blocks_namespace_deletion, judge, Prune};
+use tracing::{info, warn};
+
+use crate::discovery::Kinds;
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// What garbage collection did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    /// Deleted.
+    pub deleted: Vec<ObjectRef>,
+    /// Would have been deleted (dry-run mode).
+    pub would_delete: Vec<ObjectRef>,
+    /// Kept on purpose, with the reason; retried on the next sync.
+    pub kept: Vec<(ObjectRef, String)>,
+    /// Deletions that failed; retried on the next sync.
+    pub failed: Vec<(ObjectRef, String)>,
+}
+
+impl PruneReport {
+    /// Candidates that must stay in the inventory so the next sync looks at them again.
+    pub fn retained(&self) -> impl Iterator<Item = &ObjectRef> {
+        self.would_delete
+            .iter()
+            .chain(self.kept.iter().map(|(r, _)| r))
+            .chain(self.failed.iter().map(|(r, _)| r))
+    }
+}
+
+impl Engine {
+    /// Deletes the `candidates` (in the order given: reverse apply order) that are still live and carry this
+    /// sync's ownership mark. `keep` is everything the current commit renders: a Namespace that still holds
+    /// such objects, or objects tether does not own, is kept and reported.
+    ///
+    /// # Guarantees
+    /// Objects without this sync's label *and* matching owner mark, and objects with `ignore: "true"` or
+    /// `"sync_only"` on the live object, are never deleted. With `dry_run` nothing is deleted.
+    pub async fn prune(
+        &self,
+        candidates: Vec<ObjectRef>,
+        keep: &BTreeSet<ObjectId>,
+        sync_name: &str,
+        dry_run: bool,
+    ) -> Result<PruneReport, Error> {
+        let mut report = PruneReport::default();
+        if candidates.is_empty() {
+            return Ok(report);
+        }
+        // Decide every candidate first (GETs in parallel), then delete in order.
+        let lives: Vec<(ObjectRef, Result<Option<Value>, String>)> = stream::iter(candidates)
+            .map(|c| async move {
+                let live = self.get(&c).await;
+                (c, live)
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let mut doomed: Vec<ObjectRef> = Vec::new();
+        for (c, live) in lives {
+            let live = match live {
+                Ok(l) => l,
+                Err(e) => {
+                    report.failed.push((c, e));
+                    continue;
+                }
+            };
+            match judge(&c, live.as_ref(), sync_name) {
+                Prune::Gone => {}
+                Prune::NotOwned => info!(component = "gc", object = %c.id,
+                    "not deleting: gone from Git but not marked as applied by this sync"),
+                Prune::Exempt => info!(component = "gc", object = %c.id,
+                    "not deleting: ignore annotation on the live object"),
+                Prune::Delete => doomed.push(c),
+            }
+        }
+        let doomed_ids: BTreeSet<ObjectId> = doomed.iter().map(|c| c.id.clone()).collect();
+        let kinds = if doomed.iter().any(|c| c.kind.is_namespace()) {
+            Some(Kinds::discover(self.client()).await?)
+        } else {
+            None
+        };
+        for c in doomed {
+            if let Some(kinds) = kinds.as_ref().filter(|_| c.kind.is_namespace()) {
+                let blockers = self
+                    .namespace_blockers(kinds, &c.id.name, keep, &doomed_ids)
+                    .await?;
+                if !blockers.is_empty() {
+                    let reason = format!(
+                        "namespace still holds objects tether does not own or Git still has: {}",
+                        blockers.join(", ")
+                    );
+                    warn!(component = "gc", object = %c.id, "not deleting: {reason}");
+                    report.kept.push((c, reason));
+                    continue;
+                }
+            }
+            if dry_run {
+                info!(component = "gc", object = %c.id, "would delete (dry run)");
+                report.would_delete.push(c);
+                continue;
+            }
+            match self
+                .api(&c.kind, c.id.namespace.as_deref())
+                .delete(&c.id.name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {
+                    info!(component = "gc", object = %c.id, action = "deleted");
+                    report.deleted.push(c);
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    warn!(component = "gc", object = %c.id, error = %e, "deletion failed; retrying next sync");
+                    report.failed.push((c, e.to_string()));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn get(&self, c: &ObjectRef) -> Result<Option<Value>, String> {
+        match self
+            .api(&c.kind, c.id.namespace.as_deref())
+            .get_opt(&c.id.name)
+            .await
+        {
+            Ok(Some(o)) => serde_json::to_value(o).map(Some).map_err(|e| e.to_string()),
+            Ok(None) => Ok(None),
+            // The kind itself is gone (its CRD was deleted): so is the object.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Objects in `namespace` that must keep it alive: unowned ones, and ones Git still renders.
+    async fn namespace_blockers(
+        &self,
+        kinds: &Kinds,
+        namespace: &str,
+        keep: &BTreeSet<ObjectId>,
+        doomed: &BTreeSet<ObjectId>,
+    ) -> Result<Vec<String>, Error> {
+        let lists: Vec<Result<Vec<String>, Error>> =
+            stream::iter(kinds.namespaced_listable().cloned())
+                .map(|kind| async move {
+                    let list = match self
+                        .api(&kind, Some(namespace))
+                        .list(&Default::default())
+                        .await
+                    {
+                        Ok(l) => l,
+                        // Kinds that cannot be listed here (RBAC, broken aggregated API) must not hide objects.
+                        Err(source) => {
+                            return Err(Error::Api {
+                                what: format!(
+                                    "list {} in namespace {namespace} before deleting it",
+                                    kind.plural
+                                ),
+                                source,
+                            })
+                        }
+                    };
+                    Ok(list
+                        .items
+                        .into_iter()
+                        .filter_map(|o| {
+                            let v = serde_json::to_value(&o).ok()?;
+                            let name = o.metadata.name?;
+                            let id = ObjectId {
+                                namespace: Some(namespace.to_owned()),
+                                group: kind.group.clone(),
+                                kind: kind.kind.clone(),
+                                name,
+                            };
+                            let blocks = keep.contains(&id)
+                                || (!doomed.contains(&id)
+                                    && blocks_namespace_deletion(&kind.kind, &v));
+                            blocks.then(|| id.to_string())
+                        })
+                        .collect())
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
+        let mut out = Vec::new();
+        for l in lists {
+            out.extend(l?);
+        }
+        out.sort();
+        Ok(out)
+    }
+}

@@ -1,0 +1,272 @@
+//! Garbage collection: deletes exactly what this sync applied and Git dropped.
+
+use crate::support::World;
+
+fn ns(n: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")
+}
+
+fn cm(n: &str, name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\ndata:\n  k: v\n")
+}
+
+fn deploy(n: &str, name: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {n}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: c\n        image: nginx:1.25\n"
+    )
+}
+
+const GC: &str = "--sync-garbage-collection";
+
+#[test]
+fn removed_objects_are_deleted_but_unowned_and_label_copying_objects_survive() {
+    let w = World::new("gc-basic");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("web.yaml", &deploy(&n, "web")),
+        ("cm.yaml", &cm(&n, "settings")),
+        ("keep.yaml", &cm(&n, "keep")),
+    ]);
+    w.repo.commit("first");
+    w.once_file(&[GC]).ok();
+
+    // An object nobody declared, and one that copies every ownership label and annotation of a managed one.
+    w.kubectl(&["-n", &n, "create", "configmap", "unowned"]);
+    let keep = w.get(&["-n", &n, "configmap/keep"]).unwrap();
+    let mut copy = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "impostor", "namespace": n,
+        "labels": keep["metadata"]["labels"], "annotations": keep["metadata"]["annotations"]}});
+    copy["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), copy.to_string()).unwrap();
+    w.kubectl(&["create", "-f", tmp.path().to_str().unwrap()]);
+
+    w.repo.remove("web.yaml").remove("cm.yaml");
+    w.repo.commit("drop two objects");
+    let summary = w.once_file(&[GC]).ok();
+    assert!(summary.contains("deleted=2"), "{summary}");
+    assert!(w.get(&["-n", &n, "deployment/web"]).is_none());
+    assert!(w.get(&["-n", &n, "configmap/settings"]).is_none());
+    for survivor in ["keep", "unowned", "impostor"] {
+        assert!(
+            w.get(&["-n", &n, &format!("configmap/{survivor}")])
+                .is_some(),
+            "{survivor} was deleted"
+        );
+    }
+    // Nothing to collect the second time.
+    assert!(w.once_file(&[GC]).ok().contains("deleted=0"));
+}
+
+#[test]
+fn dry_run_only_logs_what_it_would_delete() {
+    let w = World::new("gc-dry");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("b.yaml", &cm(&n, "b")),
+    ]);
+    w.repo.commit("first");
+    w.once_file(&[]).ok();
+    w.repo.remove("a.yaml");
+    w.repo.commit("drop a");
+    let run = w.once_file(&["--sync-garbage-collection-dry"]);
+    let summary = run.ok();
+    assert!(
+        summary.contains("deleted=0") && summary.contains("would_delete=1"),
+        "{summary}"
+    );
+    assert!(
+        run.stderr().contains(&format!("object={n}:configmap/a"))
+            && run.stderr().contains("would delete")
+    );
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    // Without any GC flag nothing is ever deleted; enabling GC later still collects it.
+    w.once_file(&[]).ok();
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    assert!(w.once_file(&[GC]).ok().contains("deleted=1"));
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_none());
+}
+
+#[test]
+fn moving_the_source_path_or_branch_adopts_what_is_still_there_and_collects_the_rest() {
+    let w = World::new("gc-move");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("old/ns.yaml", &ns(&n)),
+        ("old/a.yaml", &cm(&n, "a")),
+        ("old/b.yaml", &cm(&n, "b")),
+    ]);
+    w.repo.commit("first");
+    w.once_file(&[GC, "--git-path", "old"]).ok();
+
+    // Same objects under a new path, minus b.
+    w.repo
+        .write(&[("new/ns.yaml", &ns(&n)), ("new/a.yaml", &cm(&n, "a"))]);
+    w.repo.commit("new path");
+    let summary = w.once_file(&[GC, "--git-path", "new"]).ok();
+    assert!(
+        summary.contains("created=0") && summary.contains("deleted=1"),
+        "{summary}"
+    );
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
+
+    // Another branch with a different set: c arrives, a goes.
+    tether_testenv::run(
+        tether_testenv::git::git(&w.repo.work).args(["checkout", "-q", "-b", "prod"]),
+    );
+    w.repo
+        .write(&[("new/c.yaml", &cm(&n, "c"))])
+        .remove("new/a.yaml");
+    tether_testenv::run(tether_testenv::git::git(&w.repo.work).args(["add", "-A"]));
+    tether_testenv::run(
+        tether_testenv::git::git(&w.repo.work).args(["commit", "-q", "-m", "prod"]),
+    );
+    tether_testenv::run(
+        tether_testenv::git::git(&w.repo.work).args(["push", "-q", "origin", "prod"]),
+    );
+    let summary = w
+        .once_file(&[GC, "--git-path", "new", "--git-branch", "prod"])
+        .ok();
+    assert!(
+        summary.contains("created=1") && summary.contains("deleted=1"),
+        "{summary}"
+    );
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_none());
+    assert!(w.get(&["-n", &n, "configmap/c"]).is_some());
+    assert!(w.get(&["namespace", &n]).is_some());
+}
+
+#[test]
+fn two_syncs_sharing_a_namespace_never_collect_each_others_objects() {
+    let w = World::new("gc-two");
+    let n = w.n.clone();
+    let other = World::new("gc-two-other");
+    w.repo
+        .write(&[("ns.yaml", &ns(&n)), ("mine.yaml", &cm(&n, "mine"))]);
+    w.repo.commit("first");
+    other.repo.write(&[("theirs.yaml", &cm(&n, "theirs"))]);
+    other.repo.commit("first");
+    w.once_file(&[GC, "--sync-name", "alpha"]).ok();
+    other.once_file(&[GC, "--sync-name", "beta"]).ok();
+
+    // alpha drops everything but its namespace; beta's object in that namespace must survive.
+    w.repo.remove("mine.yaml");
+    w.repo.commit("drop mine");
+    assert!(w
+        .once_file(&[GC, "--sync-name", "alpha"])
+        .ok()
+        .contains("deleted=1"));
+    assert!(w.get(&["-n", &n, "configmap/theirs"]).is_some());
+    assert!(other
+        .once_file(&[GC, "--sync-name", "beta"])
+        .ok()
+        .contains("deleted=0"));
+}
+
+#[test]
+fn an_empty_render_or_a_failed_apply_deletes_nothing() {
+    let w = World::new("gc-safety");
+    let n = w.n.clone();
+    w.repo
+        .write(&[("ns.yaml", &ns(&n)), ("a.yaml", &cm(&n, "a"))]);
+    w.repo.commit("first");
+    w.once_file(&[GC]).ok();
+
+    // Everything gone from Git: most likely a mistake, so nothing is deleted without the explicit flag.
+    w.repo.remove("ns.yaml").remove("a.yaml");
+    w.repo.write(&[("README.md", "moved elsewhere\n")]);
+    w.repo.commit("empty");
+    let run = w.once_file(&[GC]);
+    assert!(run.ok().contains("deleted=0"), "{}", run.stdout());
+    assert!(
+        run.stderr().contains("renders no objects"),
+        "{}",
+        run.stderr()
+    );
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+
+    // A commit that drops `a` but fails to apply deletes nothing either.
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("bad.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\n  namespace: {n}\nspec:\n  ports:\n  - port: 99999\n")),
+    ]);
+    w.repo.commit("bad");
+    w.once_file(&[GC]).failed();
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+}
+
+#[test]
+fn a_namespace_holding_an_unowned_object_is_kept_and_reported() {
+    let w = World::new("gc-ns");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("other.yaml", &cm("default", &format!("{n}-x"))),
+    ]);
+    w.repo.commit("first");
+    w.once_file(&[GC]).ok();
+    w.kubectl(&["-n", &n, "create", "configmap", "precious"]);
+
+    w.repo.remove("ns.yaml").remove("a.yaml");
+    w.repo.commit("drop the namespace");
+    let run = w.once_file(&[GC]);
+    let summary = run.ok();
+    assert!(
+        summary.contains("deleted=1") && summary.contains("gc_kept=1"),
+        "{summary}"
+    );
+    assert!(
+        run.stderr().contains(&format!("{n}:configmap/precious")),
+        "{}",
+        run.stderr()
+    );
+    assert!(w.get(&["namespace", &n]).is_some());
+    assert!(w.get(&["-n", &n, "configmap/precious"]).is_some());
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_none());
+
+    // Once the stranger is gone, the namespace is collected on the next sync.
+    w.kubectl(&["-n", &n, "delete", "configmap", "precious"]);
+    assert!(w.once_file(&[GC]).ok().contains("deleted=1"));
+}
+
+#[test]
+fn sync_only_in_git_and_ignore_on_the_live_object_exempt_from_collection() {
+    let w = World::new("gc-exempt");
+    let n = w.n.clone();
+    let sync_only = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sync-only\n  namespace: {n}\n  annotations:\n    fluxcd.io/ignore: sync_only\n"
+    );
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("s.yaml", &sync_only),
+        ("l.yaml", &cm(&n, "live-ignored")),
+    ]);
+    w.repo.commit("first");
+    let summary = w.once_file(&[GC]).ok();
+    assert!(
+        summary.contains("created=3"),
+        "sync_only must still be applied: {summary}"
+    );
+    w.kubectl(&[
+        "-n",
+        &n,
+        "annotate",
+        "configmap",
+        "live-ignored",
+        "tether.dev/ignore=true",
+    ]);
+
+    w.repo.remove("s.yaml").remove("l.yaml");
+    w.repo.commit("drop both");
+    assert!(w.once_file(&[GC]).ok().contains("deleted=0"));
+    assert!(w.get(&["-n", &n, "configmap/sync-only"]).is_some());
+    assert!(w.get(&["-n", &n, "configmap/live-ignored"]).is_some());
+}
