@@ -21,6 +21,15 @@ pub enum Error {
         /// The host's one-line reason.
         detail: String,
     },
+    /// A push was refused because the branch moved since the last fetch (someone else pushed). Retry on the
+    /// new head; never force.
+    #[error("the push to {url} was rejected because the branch moved meanwhile ({detail})")]
+    Rejected {
+        /// Redacted URL.
+        url: String,
+        /// git's line.
+        detail: String,
+    },
     /// The server's SSH host key is unknown or changed. Never accepted automatically.
     #[error(
         "the SSH host key of {url} is not trusted ({detail}); add the host's key to the file given by \
@@ -106,6 +115,7 @@ impl Error {
     pub fn label(&self) -> &'static str {
         match self {
             Error::ReadOnly { .. } => "read_only",
+            Error::Rejected { .. } => "push_rejected",
             Error::HostKey { .. } => "host_key",
             Error::Auth { .. } => "auth",
             Error::NoBranch { .. } => "no_branch",
@@ -123,6 +133,11 @@ pub(crate) fn classify(op: &str, url: &str, branch: &str, stderr: &str) -> Error
     let lower = stderr.to_ascii_lowercase();
     let detail = relevant_line(stderr);
     let url = url.to_owned();
+    if lower.contains("[rejected]")
+        && (lower.contains("fetch first") || lower.contains("non-fast-forward"))
+    {
+        return Error::Rejected { url, detail };
+    }
     if lower.contains("read only")
         || lower.contains("read-only")
         || lower.contains("write access to repository not granted")

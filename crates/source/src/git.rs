@@ -175,10 +175,42 @@ impl Repo {
         Ok(true)
     }
 
+    /// A second working tree of this clone checked out at `rev`, for preparing commits without disturbing
+    /// the tree that syncs read. Reused across calls with the same `name`.
+    pub async fn worktree(&self, name: &str, rev: &str) -> Result<Worktree<'_>> {
+        let dir = self.dir.with_extension("worktrees").join(name);
+        let path = dir.display().to_string();
+        if dir.join(".git").is_file() {
+            self.run_in(
+                &dir,
+                "checkout",
+                &["checkout", "-q", "--force", "--detach", rev],
+                false,
+            )
+            .await?;
+            self.run_in(&dir, "clean", &["clean", "-q", "-ffdx"], false)
+                .await?;
+        } else {
+            // A half-created or stale worktree (e.g. after a crash) is replaced.
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            self.git("worktree", &["worktree", "prune"]).await?;
+            self.git(
+                "worktree",
+                &["worktree", "add", "-q", "--force", "--detach", &path, rev],
+            )
+            .await?;
+        }
+        Ok(Worktree { repo: self, dir })
+    }
+
     async fn push(&self, what: &str, args: &[&str]) -> Result<()> {
+        self.push_from(&self.dir, what, args).await
+    }
+
+    async fn push_from(&self, dir: &Path, what: &str, args: &[&str]) -> Result<()> {
         let mut all = vec!["push", "-q", "origin"];
         all.extend_from_slice(args);
-        match self.run("push", &all, false).await {
+        match self.run_in(dir, "push", &all, false).await {
             Ok(_) => Ok(()),
             Err(Error::Git { detail, .. }) => Err(Error::Git {
                 op: what.to_owned(),
@@ -200,9 +232,20 @@ impl Repo {
 
     /// Runs git in the clone; with `allow_fail` a non-zero exit is `Ok(None)` instead of an error.
     async fn run(&self, op: &str, args: &[&str], allow_fail: bool) -> Result<Option<String>> {
+        self.run_in(&self.dir, op, args, allow_fail).await
+    }
+
+    /// Runs git in `dir` (the clone or one of its worktrees).
+    async fn run_in(
+        &self,
+        dir: &Path,
+        op: &str,
+        args: &[&str],
+        allow_fail: bool,
+    ) -> Result<Option<String>> {
         let mut cmd = Command::new("git");
         cmd.arg("-C")
-            .arg(&self.dir)
+            .arg(dir)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -275,4 +318,52 @@ impl Repo {
 
 fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// A worktree of a [`Repo`] where tether prepares commits (image updates, policy changes).
+#[derive(Debug)]
+pub struct Worktree<'a> {
+    repo: &'a Repo,
+    dir: PathBuf,
+}
+
+impl Worktree<'_> {
+    /// The checked-out files.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Commits every change in the worktree; `None` when there is nothing to commit.
+    pub async fn commit_all(&self, message: &str) -> Result<Option<String>> {
+        let r = self.repo;
+        r.run_in(&self.dir, "add", &["add", "-A"], false).await?;
+        let clean = r
+            .run_in(&self.dir, "diff", &["diff", "--cached", "--quiet"], true)
+            .await?
+            .is_some();
+        if clean {
+            return Ok(None);
+        }
+        r.run_in(
+            &self.dir,
+            "commit",
+            &["commit", "-q", "--no-verify", "-m", message],
+            false,
+        )
+        .await?;
+        Ok(
+            r.run_in(&self.dir, "rev-parse", &["rev-parse", "HEAD"], false)
+                .await?
+                .map(|s| s.trim().to_owned()),
+        )
+    }
+
+    /// Pushes the worktree's HEAD to the configured branch — never forced. [`Error::Rejected`] means the
+    /// branch moved meanwhile: fetch, redo the change on the new head, and push again.
+    pub async fn push(&self) -> Result<()> {
+        let refspec = format!("HEAD:refs/heads/{}", self.repo.cfg.branch);
+        self.repo
+            .push_from(&self.dir, "push the commit", &[&refspec])
+            .await
+    }
 }

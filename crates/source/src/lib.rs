@@ -10,5 +10,5 @@ mod git;
 mod url;
 
 pub use error::{Error, Result};
-pub use git::{Auth, GitConfig, Repo};
+pub use git::{Auth, GitConfig, Repo, Worktree};
 pub use url::{redact, GitUrl};
