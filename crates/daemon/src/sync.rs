@@ -5,9 +5,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use tether_apply::{Engine, SyncOptions};
 use tether_record::{Inventory, Marker};
 use tether_source::Repo;
+use tokio::sync::Mutex;
 
 use tether_apply::PruneReport;
 use tether_core::{ObjectId, ObjectRef};
@@ -101,7 +104,7 @@ fn short(rev: &str) -> &str {
 /// Holds what lives across syncs: the clone, the discovery cache, the marker.
 pub struct Syncer {
     cfg: Config,
-    repo: Repo,
+    repo: Arc<Mutex<Repo>>,
     engine: Engine,
     marker: Marker,
     inventory: Inventory,
@@ -144,7 +147,7 @@ impl Syncer {
         };
         Ok(Syncer {
             engine: Engine::new(client),
-            repo,
+            repo: Arc::new(Mutex::new(repo)),
             marker,
             inventory,
             opts,
@@ -153,9 +156,29 @@ impl Syncer {
         })
     }
 
+    /// The local clone, shared with the image automation loop (which commits through a worktree of it).
+    pub fn repo(&self) -> Arc<Mutex<Repo>> {
+        self.repo.clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &kube::Client {
+        self.engine.client()
+    }
+
+    /// Namespace for namespaced objects that name none.
+    pub fn default_namespace(&self) -> &str {
+        &self.opts.default_namespace
+    }
+
     /// Fetches and returns the branch head.
     pub async fn fetch(&self) -> Result<String, SyncError> {
-        Ok(self.repo.fetch().await?)
+        Ok(self.repo.lock().await.fetch().await?)
     }
 
     /// Fetches, then applies the branch head and moves the marker.
@@ -173,15 +196,19 @@ impl Syncer {
     ) -> Result<SyncSummary, SyncError> {
         if self.cfg.sync_state == SyncState::Git && !self.write_checked {
             // As Flux v1 did: find out at once, not after the first apply, that the key cannot push.
-            self.repo.check_write(&revision).await?;
+            self.repo.lock().await.check_write(&revision).await?;
             self.write_checked = true;
         }
-        let tree = self.repo.checkout(&revision).await?;
-        let resources = tether_render::render(tree, &self.cfg.paths)?;
+        // The clone is shared with image automation; hold it only while reading the tree.
+        let resources = {
+            let repo = self.repo.lock().await;
+            let tree = repo.checkout(&revision).await?;
+            tether_render::render(tree, &self.cfg.paths)?
+        };
         let report = self.engine.sync(resources, &self.opts).await?;
         let gc = self.collect_garbage(&report).await?;
         self.marker
-            .write(&revision, &self.repo, self.engine.client())
+            .write(&revision, &*self.repo.lock().await, self.engine.client())
             .await?;
         let summary = SyncSummary {
             revision,
