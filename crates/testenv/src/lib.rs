@@ -8,10 +8,12 @@
 
 pub mod cluster;
 pub mod git;
+pub mod registry;
 pub mod ssh;
 
 pub use cluster::{AuditEvent, AuditLog, Cluster, TestNamespace};
 pub use git::GitRepo;
+pub use registry::{Pusher, TestImage, TestRegistry};
 pub use ssh::SshServer;
 
 use std::path::PathBuf;
