@@ -1,8 +1,14 @@
-//! Image automation: edits manifests in Git without disturbing anything else in them.
+//! Image automation: finds automated workloads in Git, asks registries for the newest allowed tag of each
+//! container, and commits the change with edits that leave everything else in the manifests untouched.
 
+pub mod credentials;
+pub mod list;
+pub mod run;
 pub mod update;
 pub mod workload;
 pub mod yaml_edit;
 
+pub use list::{list_images, render_table, ContainerImages};
+pub use run::{Automation, AutomationConfig, Pass};
 pub use update::{commit_message, write_updates, ImageUpdate, UpdateError};
 pub use workload::{workloads, Container, Workload};

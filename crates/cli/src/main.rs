@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed, 64 the command line or configuration is invalid.
 
+mod images;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +21,10 @@ struct Cli {
 enum Command {
     /// Run the sync loop (or one sync with --once) against the cluster in KUBECONFIG / in-cluster config.
     Daemon(Box<DaemonArgs>),
+    /// Run one image-automation pass now: find newer allowed tags for automated workloads, commit and push.
+    Automate(Box<DaemonArgs>),
+    /// Show, per container, the image in Git and the newest tags its policy allows (offline: no daemon).
+    ListImages(Box<images::ListImagesArgs>),
     /// Print the version.
     Version,
 }
@@ -42,11 +48,26 @@ fn main() -> ExitCode {
             println!("tether {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Daemon(args) => daemon(*args),
+        Command::Daemon(args) => daemon(*args, false),
+        Command::Automate(args) => daemon(*args, true),
+        Command::ListImages(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| images::run(&rt, *args))
+        }
     }
 }
 
-fn daemon(args: DaemonArgs) -> ExitCode {
+/// A multi-threaded runtime, or a printed error.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("tether: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn daemon(args: DaemonArgs, automate: bool) -> ExitCode {
     let cfg = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -55,16 +76,33 @@ fn daemon(args: DaemonArgs) -> ExitCode {
         }
     };
     tether_daemon::logging::init(cfg.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tether: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let once = cfg.once;
     let result = runtime.block_on(async move {
-        if once {
+        if automate {
+            let pass = tether_daemon::automate_once(cfg).await?;
+            println!(
+                "automation updates={} commit={} errors={}",
+                pass.updates.len(),
+                pass.commit.as_deref().unwrap_or("none"),
+                pass.errors.len()
+            );
+            if !pass.errors.is_empty() {
+                let list: Vec<String> = pass
+                    .errors
+                    .iter()
+                    .map(|(id, e)| format!("{id}: {e}"))
+                    .collect();
+                anyhow::bail!(
+                    "{} workload(s) could not be checked:\n  {}",
+                    list.len(),
+                    list.join("\n  ")
+                );
+            }
+            Ok(())
+        } else if once {
             tether_daemon::run_once(cfg)
                 .await
                 .map(|summary| println!("synced {summary}"))

@@ -37,12 +37,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Flags of `tether daemon`.
+/// Where the manifests come from: flags shared by `tether daemon` and the offline commands.
 #[derive(Debug, Clone, Args)]
-pub struct DaemonArgs {
-    /// Perform exactly one sync, print its summary and exit (0 on success).
-    #[arg(long)]
-    pub once: bool,
+pub struct SourceArgs {
     /// Repository: ssh://, git@host:path, https://, file:// or a local path.
     #[arg(long, env = "TETHER_GIT_URL")]
     pub git_url: String,
@@ -52,12 +49,6 @@ pub struct DaemonArgs {
     /// Paths inside the repository to sync (repeatable or comma-separated; default: the whole repository).
     #[arg(long, value_delimiter = ',')]
     pub git_path: Vec<String>,
-    /// How often to fetch the repository.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
-    pub git_poll_interval: Duration,
-    /// How often to re-apply everything even without new commits (corrects drift).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub sync_interval: Duration,
     /// Limit for each git operation.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub git_timeout: Duration,
@@ -70,6 +61,52 @@ pub struct DaemonArgs {
     /// File with HTTPS credentials, `username:password` on one line (else TETHER_GIT_HTTPS_USER/_PASSWORD).
     #[arg(long)]
     pub git_https_credentials_file: Option<PathBuf>,
+    /// Committer name for tags and commits tether makes.
+    #[arg(long, default_value = "tether")]
+    pub git_user: String,
+    /// Committer email.
+    #[arg(long, default_value = "tether@localhost")]
+    pub git_email: String,
+    /// Where the local clone and caches live.
+    #[arg(long, env = "TETHER_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// How registries are queried: flags shared by `tether daemon` and `tether list-images`.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Requests per second to each registry host (halved on HTTP 429, recovering slowly).
+    #[arg(long, default_value_t = 50.0)]
+    pub registry_rps: f64,
+    /// Burst of requests to each registry host.
+    #[arg(long, default_value_t = 10)]
+    pub registry_burst: u32,
+    /// Registry hosts spoken to over plain HTTP (repeatable or comma-separated), e.g. 127.0.0.1:5000.
+    #[arg(long, value_delimiter = ',')]
+    pub registry_insecure_host: Vec<String>,
+    /// Platform picked from multi-arch images.
+    #[arg(long, default_value = "linux/amd64")]
+    pub registry_platform: String,
+    /// docker config.json with registry credentials, used after the workloads' imagePullSecrets.
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
+}
+
+/// Flags of `tether daemon`.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// Perform exactly one sync, print its summary and exit (0 on success).
+    #[arg(long)]
+    pub once: bool,
+    /// The git source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How often to fetch the repository.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub git_poll_interval: Duration,
+    /// How often to re-apply everything even without new commits (corrects drift).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sync_interval: Duration,
     /// Never push: keeps the sync state in a Secret and turns image automation off.
     #[arg(long)]
     pub git_readonly: bool,
@@ -79,12 +116,6 @@ pub struct DaemonArgs {
     /// Name of the sync tag [default: tether-sync] (with --sync-state git).
     #[arg(long)]
     pub git_sync_tag: Option<String>,
-    /// Committer name for tags and commits tether makes.
-    #[arg(long, default_value = "tether")]
-    pub git_user: String,
-    /// Committer email.
-    #[arg(long, default_value = "tether@localhost")]
-    pub git_email: String,
     /// Stable name of this sync; objects carry it as their owner.
     #[arg(long, default_value = "tether")]
     pub sync_name: String,
@@ -110,9 +141,15 @@ pub struct DaemonArgs {
     /// Allow garbage collection to delete everything when the repository renders no objects at all.
     #[arg(long)]
     pub sync_garbage_collection_allow_empty: bool,
-    /// Where the local clone and caches live.
-    #[arg(long, env = "TETHER_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// How often image automation checks registries for newer tags of automated workloads.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub automation_interval: Duration,
+    /// Turn image automation (and registry scanning) off.
+    #[arg(long)]
+    pub registry_disable_scanning: bool,
+    /// Registry access for image automation.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Writes in flight at once while applying.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
@@ -160,6 +197,19 @@ pub struct Config {
     pub concurrency: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Image automation, unless read-only or disabled.
+    pub automation: Option<AutomationSettings>,
+}
+
+/// Settings of image automation.
+#[derive(Debug, Clone)]
+pub struct AutomationSettings {
+    /// Pass period.
+    pub interval: Duration,
+    /// The registry client's settings.
+    pub registry: tether_registry::ClientConfig,
+    /// Credentials from `--docker-config`.
+    pub docker_config: tether_registry::Credentials,
 }
 
 /// A flag value or combination that tether refuses at start.
@@ -171,25 +221,8 @@ impl DaemonArgs {
     /// Validates every flag and combination; nothing is touched before this succeeds.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let err = |m: String| ConfigError(m);
-        let url = GitUrl::parse(&self.git_url).map_err(err)?;
-        if self.git_branch.trim().is_empty() || self.git_branch.starts_with('-') {
-            return Err(err(format!(
-                "--git-branch '{}' is not a branch name",
-                self.git_branch
-            )));
-        }
-        let mut paths = Vec::new();
-        for p in self
-            .git_path
-            .iter()
-            .map(|p| p.trim().trim_end_matches('/'))
-            .filter(|p| !p.is_empty())
-        {
-            tether_render::check_path(p).map_err(|e| err(e.to_string()))?;
-            if p != "." {
-                paths.push(p.to_owned());
-            }
-        }
+        let automation = self.automation_settings().map_err(err)?;
+        let source = self.source.settle().map_err(err)?;
         let sync_state = match (self.git_readonly, self.sync_state) {
             (true, Some(SyncState::Git)) => {
                 return Err(err(
@@ -209,7 +242,7 @@ impl DaemonArgs {
         let sync_tag = self.git_sync_tag.unwrap_or_else(|| "tether-sync".into());
         if sync_tag.is_empty()
             || sync_tag.contains(char::is_whitespace)
-            || sync_tag == self.git_branch
+            || sync_tag == source.git.branch
         {
             return Err(err(format!(
                 "--git-sync-tag '{sync_tag}' must be a non-empty tag name different from the branch"
@@ -224,7 +257,6 @@ impl DaemonArgs {
         for (flag, d) in [
             ("--git-poll-interval", self.git_poll_interval),
             ("--sync-interval", self.sync_interval),
-            ("--git-timeout", self.git_timeout),
         ] {
             if d.is_zero() {
                 return Err(err(format!("{flag} must be greater than zero")));
@@ -232,22 +264,6 @@ impl DaemonArgs {
         }
         if self.apply_concurrency == 0 {
             return Err(err("--apply-concurrency must be at least 1".into()));
-        }
-        let is_ssh = matches!(url, GitUrl::Ssh(_));
-        if !is_ssh && (self.git_ssh_key.is_some() || self.git_known_hosts.is_some()) {
-            return Err(err(format!(
-                "--git-ssh-key and --git-known-hosts only apply to SSH URLs, not {url}"
-            )));
-        }
-        for (flag, f) in [
-            ("--git-ssh-key", &self.git_ssh_key),
-            ("--git-known-hosts", &self.git_known_hosts),
-        ] {
-            if let Some(f) = f {
-                if !f.is_file() {
-                    return Err(err(format!("{flag} {}: no such file", f.display())));
-                }
-            }
         }
         let gc = match (
             self.sync_garbage_collection,
@@ -262,26 +278,10 @@ impl DaemonArgs {
                 "--sync-garbage-collection-allow-empty needs --sync-garbage-collection or --sync-garbage-collection-dry".into(),
             ));
         }
-        let https =
-            https_credentials(&url, self.git_https_credentials_file.as_deref()).map_err(err)?;
-        let cache_dir = self
-            .cache_dir
-            .unwrap_or_else(|| std::env::temp_dir().join("tether-cache"));
         Ok(Config {
             once: self.once,
-            git: GitConfig {
-                url,
-                branch: self.git_branch,
-                timeout: self.git_timeout,
-                auth: Auth {
-                    ssh_key: self.git_ssh_key,
-                    known_hosts: self.git_known_hosts,
-                    https,
-                },
-                user_name: self.git_user,
-                user_email: self.git_email,
-            },
-            paths,
+            git: source.git,
+            paths: source.paths,
             poll_interval: self.git_poll_interval,
             sync_interval: self.sync_interval,
             readonly: self.git_readonly,
@@ -299,11 +299,140 @@ impl DaemonArgs {
             namespace: self.namespace,
             gc,
             gc_allow_empty: self.sync_garbage_collection_allow_empty,
-            cache_dir,
+            cache_dir: source.cache_dir,
             concurrency: self.apply_concurrency,
             log_format: self.log_format,
+            automation,
         })
     }
+
+    fn automation_settings(&self) -> Result<Option<AutomationSettings>, String> {
+        if self.automation_interval.is_zero() {
+            return Err("--automation-interval must be greater than zero".into());
+        }
+        let cache_dir = self
+            .source
+            .cache_dir
+            .clone()
+            .unwrap_or_else(default_cache_dir);
+        let (registry, docker_config) = self.registry.settle(&cache_dir)?;
+        if self.git_readonly || self.registry_disable_scanning {
+            return Ok(None);
+        }
+        Ok(Some(AutomationSettings {
+            interval: self.automation_interval,
+            registry,
+            docker_config,
+        }))
+    }
+}
+
+/// A validated source: the git configuration, the paths to render and the cache directory.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The git source.
+    pub git: GitConfig,
+    /// Paths to render.
+    pub paths: Vec<String>,
+    /// Cache root.
+    pub cache_dir: PathBuf,
+}
+
+impl SourceArgs {
+    /// Validates the source flags.
+    pub fn settle(&self) -> Result<Source, String> {
+        let url = GitUrl::parse(&self.git_url)?;
+        if self.git_branch.trim().is_empty() || self.git_branch.starts_with('-') {
+            return Err(format!(
+                "--git-branch '{}' is not a branch name",
+                self.git_branch
+            ));
+        }
+        let mut paths = Vec::new();
+        for p in self
+            .git_path
+            .iter()
+            .map(|p| p.trim().trim_end_matches('/'))
+            .filter(|p| !p.is_empty())
+        {
+            tether_render::check_path(p).map_err(|e| e.to_string())?;
+            if p != "." {
+                paths.push(p.to_owned());
+            }
+        }
+        if self.git_timeout.is_zero() {
+            return Err("--git-timeout must be greater than zero".into());
+        }
+        let is_ssh = matches!(url, GitUrl::Ssh(_));
+        if !is_ssh && (self.git_ssh_key.is_some() || self.git_known_hosts.is_some()) {
+            return Err(format!(
+                "--git-ssh-key and --git-known-hosts only apply to SSH URLs, not {url}"
+            ));
+        }
+        for (flag, f) in [
+            ("--git-ssh-key", &self.git_ssh_key),
+            ("--git-known-hosts", &self.git_known_hosts),
+        ] {
+            if let Some(f) = f {
+                if !f.is_file() {
+                    return Err(format!("{flag} {}: no such file", f.display()));
+                }
+            }
+        }
+        let https = https_credentials(&url, self.git_https_credentials_file.as_deref())?;
+        Ok(Source {
+            git: GitConfig {
+                url,
+                branch: self.git_branch.clone(),
+                timeout: self.git_timeout,
+                auth: Auth {
+                    ssh_key: self.git_ssh_key.clone(),
+                    known_hosts: self.git_known_hosts.clone(),
+                    https,
+                },
+                user_name: self.git_user.clone(),
+                user_email: self.git_email.clone(),
+            },
+            paths,
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        })
+    }
+}
+
+impl RegistryArgs {
+    /// Validates the registry flags; the client caches under `cache_dir`.
+    pub fn settle(
+        &self,
+        cache_dir: &std::path::Path,
+    ) -> Result<(tether_registry::ClientConfig, tether_registry::Credentials), String> {
+        if !self.registry_rps.is_finite() || self.registry_rps <= 0.0 || self.registry_burst == 0 {
+            return Err("--registry-rps must be positive and --registry-burst at least 1".into());
+        }
+        let platform = tether_registry::Platform::parse(&self.registry_platform)
+            .map_err(|e| format!("--registry-platform {}: {e}", self.registry_platform))?;
+        let docker_config = match &self.docker_config {
+            Some(path) => {
+                tether_registry::Credentials::read_docker_config(path).map_err(|e| e.to_string())?
+            }
+            None => tether_registry::Credentials::anonymous(),
+        };
+        let config = tether_registry::ClientConfig {
+            rate_limit: tether_registry::RateLimit {
+                rps: self.registry_rps,
+                burst: self.registry_burst,
+            },
+            insecure_hosts: self.registry_insecure_host.clone(),
+            platform,
+            cache_dir: Some(cache_dir.to_path_buf()),
+            ..Default::default()
+        };
+        Ok((config, docker_config))
+    }
+}
+
+/// Where clones and caches live without `--cache-dir`.
+fn default_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("tether-cache")
 }
 
 fn is_label_value(s: &str) -> bool {

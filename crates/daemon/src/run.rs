@@ -1,7 +1,10 @@
 //! The daemon loop: fetch every poll interval, sync on a new commit or every sync interval, back off on
 //! failure without moving the marker, stop cleanly on SIGTERM/SIGINT.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
@@ -21,7 +24,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let full = cfg.sync_interval;
     info!(component = "daemon", version = env!("CARGO_PKG_VERSION"), source = %cfg.git.url,
         branch = %cfg.git.branch, poll_interval = ?poll, sync_interval = ?full, "starting");
+    let automation = cfg.automation.clone();
+    let readonly = cfg.readonly;
     let mut syncer = Syncer::new(cfg).await?;
+    let pushed = Arc::new(Notify::new());
+    match automation {
+        Some(settings) => crate::automation::spawn(
+            crate::automation::build(&settings, &syncer)?,
+            settings.interval,
+            pushed.clone(),
+        ),
+        None if readonly => info!(
+            component = "automation",
+            "image automation is off: --git-readonly means tether never pushes commits"
+        ),
+        None => info!(
+            component = "automation",
+            "image automation is off (--registry-disable-scanning)"
+        ),
+    }
     let mut last_applied: Option<String> = None;
     let mut next_poll = Instant::now();
     let mut next_full = Instant::now();
@@ -36,6 +57,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 return Ok(());
             }
             _ = sleep_until(wake) => {}
+            // Automation pushed a commit: fetch and deploy it now rather than at the next poll.
+            _ = pushed.notified() => next_poll = Instant::now(),
+        }
+        if Instant::now() < next_poll.min(next_full) {
+            continue;
         }
         let now = Instant::now();
         let due_full = now >= next_full;

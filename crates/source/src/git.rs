@@ -367,3 +367,17 @@ impl Worktree<'_> {
             .await
     }
 }
+
+#[cfg(test)]
+mod send_checks {
+    use super::*;
+
+    // Never run: fails to compile if the futures tether spawns stop being Send.
+    #[allow(dead_code)]
+    fn futures_are_send(repo: &Repo) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(repo.fetch());
+        is_send(repo.worktree("x", "y"));
+        is_send(repo.checkout("x"));
+    }
+}

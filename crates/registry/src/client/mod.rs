@@ -264,19 +264,21 @@ impl RegistryClient {
         let failed_ref = &failed;
         // `None`: not attempted, because another tag already failed the scan.
         type Outcome = Option<Result<Option<(TagEntry, ImageMeta)>, Error>>;
-        let results: Vec<(String, Outcome)> = futures::stream::iter(allowed.iter())
-            .map(|tag| async move {
+        // Owned tags: a closure over `&String` makes the future not provably `Send` (a higher-ranked
+        // lifetime limitation), and the daemon spawns scans on the runtime.
+        let results: Vec<(String, Outcome)> = futures::stream::iter(allowed.iter().cloned())
+            .map(|tag: String| async move {
                 if failed_ref.load(Ordering::Relaxed) {
                     // The scan fails as a whole, so spend no more requests on it.
-                    return (tag.clone(), None);
+                    return (tag, None);
                 }
                 let result = self
-                    .resolve_tag(repo, tag, index_ref.tags.get(tag), creds)
+                    .resolve_tag(repo, &tag, index_ref.tags.get(&tag), creds)
                     .await;
                 if result.is_err() {
                     failed_ref.store(true, Ordering::Relaxed);
                 }
-                (tag.clone(), Some(result))
+                (tag, Some(result))
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()

@@ -1,0 +1,63 @@
+//! Wiring image automation into the daemon: its own task on its own timer, sharing the clone with syncs,
+//! waking the sync loop as soon as it has pushed a commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_automation::{Automation, AutomationConfig, Pass};
+use tether_registry::RegistryClient;
+use tokio::sync::Notify;
+use tracing::{error, info, info_span, Instrument};
+
+use crate::config::{AutomationSettings, Config};
+use crate::sync::Syncer;
+
+/// Builds the automation state next to a syncer.
+pub(crate) fn build(settings: &AutomationSettings, syncer: &Syncer) -> anyhow::Result<Automation> {
+    let registry = RegistryClient::new(settings.registry.clone())?;
+    Ok(Automation::new(
+        registry,
+        syncer.client().clone(),
+        syncer.repo(),
+        AutomationConfig {
+            paths: syncer.config().paths.clone(),
+            default_namespace: syncer.default_namespace().to_owned(),
+            docker_config: settings.docker_config.clone(),
+        },
+    ))
+}
+
+/// Runs one automation pass (`tether automate --once`).
+pub async fn automate_once(cfg: Config) -> anyhow::Result<Pass> {
+    let Some(settings) = cfg.automation.clone() else {
+        anyhow::bail!("image automation is off: it needs a writable repository (no --git-readonly) and registry scanning (no --registry-disable-scanning)");
+    };
+    let syncer = Syncer::new(cfg).await?;
+    let automation = build(&settings, &syncer)?;
+    Ok(automation.run_once().await?)
+}
+
+/// Spawns the automation loop; `synced` is notified whenever a pass pushed a commit.
+pub(crate) fn spawn(automation: Automation, interval: Duration, pushed: Arc<Notify>) {
+    let task = async move {
+        loop {
+            match automation.run_once().await {
+                Ok(pass) => {
+                    info!(
+                        component = "automation",
+                        updates = pass.updates.len(),
+                        errors = pass.errors.len(),
+                        commit = pass.commit.as_deref().unwrap_or("none"),
+                        "automation pass complete"
+                    );
+                    if pass.commit.is_some() {
+                        pushed.notify_one();
+                    }
+                }
+                Err(e) => error!(component = "automation", error = %e, "automation pass failed"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::spawn(task.instrument(info_span!("automation")));
+}
