@@ -34,6 +34,12 @@ impl SshServer {
     /// Generates host and deploy keys and starts sshd on a free loopback port. Needs root (sshd switches to
     /// the test user) and Debian's `openssh-server` (installed by `scripts/setup.sh`).
     pub fn start() -> Self {
+        Self::start_with_push_hook(None)
+    }
+
+    /// Like [`SshServer::start`], but the first push with the write key first runs `hook` (a shell script),
+    /// e.g. to land another commit on the branch so that the push races with it, as on a busy repository.
+    pub fn start_with_push_hook(hook: Option<&str>) -> Self {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -69,10 +75,31 @@ impl SshServer {
         )
         .expect("write ro-shell");
         run(Command::new("chmod").arg("755").arg(&ro_shell));
+        let rw_options = match hook {
+            None => "restrict".to_owned(),
+            Some(hook) => {
+                let hook_file = d.join("push-hook");
+                std::fs::write(&hook_file, format!("#!/bin/sh\nset -e\n{hook}\n"))
+                    .expect("write hook");
+                let rw_shell = d.join("rw-shell");
+                let once = d.join("push-hook.done");
+                std::fs::write(
+                    &rw_shell,
+                    format!(
+                        "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  git-receive-pack*|'git receive-pack'*)\n    if [ ! -e {once} ]; then touch {once}; sh {hook} >&2; fi ;;\nesac\nexec sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+                        once = once.display(),
+                        hook = hook_file.display()
+                    ),
+                )
+                .expect("write rw-shell");
+                run(Command::new("chmod").arg("755").arg(&rw_shell));
+                format!("command=\"{}\",restrict", rw_shell.display())
+            }
+        };
         std::fs::write(
             d.join("authorized_keys"),
             format!(
-                "restrict {}\ncommand=\"{}\",restrict {}\n",
+                "{rw_options} {}\ncommand=\"{}\",restrict {}\n",
                 read("rw.pub"),
                 ro_shell.display(),
                 read("ro.pub")

@@ -4,6 +4,7 @@
 mod support;
 
 mod apply;
+mod automation;
 mod daemon_loop;
 mod gc;
 mod git_access;

@@ -47,7 +47,7 @@ impl World {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
         cmd.args(args);
         // Each test is its own sync (and so has its own inventory) unless it says otherwise.
-        if !args.contains(&"--sync-name") {
+        if matches!(args.first(), Some(&"daemon" | &"automate")) && !args.contains(&"--sync-name") {
             cmd.args(["--sync-name", &self.n]);
         }
         cmd.arg("--cache-dir")

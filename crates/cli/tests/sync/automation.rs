@@ -1,0 +1,409 @@
+//! Image automation end to end: a real registry (pushed to without Docker), git over SSH, the API server.
+
+use tether_testenv::registry::{
+    dockerconfigjson, Auth, Fault, RegistryOptions, RequestKind, TestImage, TestRegistry,
+};
+use tether_testenv::SshServer;
+
+use crate::support::{Run, World};
+
+struct Env {
+    w: World,
+    reg: TestRegistry,
+    ssh: SshServer,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Env {
+    fn new(prefix: &str) -> Self {
+        Self::with(prefix, RegistryOptions::default(), None)
+    }
+
+    fn with(prefix: &str, options: RegistryOptions, push_hook: Option<&str>) -> Self {
+        Env {
+            w: World::new(prefix),
+            reg: TestRegistry::start_with(options),
+            ssh: SshServer::start_with_push_hook(push_hook),
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    /// Pushes an image built at `created` (RFC 3339).
+    fn push(&self, path: &str, tag: &str, created: &str) {
+        self.rt
+            .block_on(self.reg.pusher().push(path, tag, &TestImage::new(created)));
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--git-url".into(),
+            self.ssh.url(&self.w.repo),
+            "--git-ssh-key".into(),
+            self.ssh.rw_key.display().to_string(),
+            "--git-known-hosts".into(),
+            self.ssh.known_hosts.display().to_string(),
+            "--registry-insecure-host".into(),
+            self.reg.host.clone(),
+        ]
+    }
+
+    fn run(&self, command: &[&str], extra: &[&str]) -> Run {
+        let flags = self.flags();
+        let mut args: Vec<&str> = command.to_vec();
+        args.extend(flags.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        self.w.tether(&args)
+    }
+
+    fn automate(&self) -> Run {
+        self.run(&["automate"], &[])
+    }
+
+    fn sync(&self) -> String {
+        self.run(&["daemon", "--once"], &[]).ok()
+    }
+
+    fn image_of(&self, deployment: &str) -> String {
+        let d = self
+            .w
+            .get(&["-n", &self.w.n, &format!("deployment/{deployment}")])
+            .unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn commits(&self) -> Vec<String> {
+        let log = tether_testenv::run(tether_testenv::git::git(&self.w.repo.bare).args([
+            "log",
+            "--format=%s",
+            "main",
+        ]));
+        log.lines().map(str::to_owned).collect()
+    }
+}
+
+fn deployment(n: &str, name: &str, annotations: &str, image: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {n}\n  annotations:\n{annotations}\
+         spec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n{extra_spec}\
+         \x20     containers:\n      - name: app\n        image: {image}\n"
+    )
+}
+
+fn ns(n: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")
+}
+
+#[test]
+fn semver_policy_commits_the_newest_allowed_tag_once_and_the_next_sync_deploys_it() {
+    let e = Env::new("auto-semver");
+    let n = e.w.n.clone();
+    for (tag, created) in [
+        ("1.4.0", "2024-01-01T00:00:00Z"),
+        ("1.4.9", "2024-02-01T00:00:00Z"),
+        ("1.5.0", "2024-03-01T00:00:00Z"),
+    ] {
+        e.push("team/app", tag, created);
+    }
+    let image = e.reg.repo("team/app");
+    let annotations = "    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: semver:~1.4\n";
+    e.w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        (
+            "app.yaml",
+            &deployment(&n, "app", annotations, &format!("{image}:1.4.0"), ""),
+        ),
+    ]);
+    e.w.repo.commit("app at 1.4.0");
+    e.sync();
+    assert_eq!(e.image_of("app"), format!("{image}:1.4.0"));
+
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    assert!(out.stdout().contains("updates=1"), "{}", out.stdout());
+    assert_eq!(e.commits()[0], format!("Auto-release {image}:1.4.9"));
+    // A second pass finds nothing to do: no duplicate commit.
+    assert!(e.automate().stdout().contains("updates=0 commit=none"));
+    assert_eq!(e.commits().len(), 2);
+
+    let summary = e.sync();
+    assert!(summary.contains("configured=1"), "{summary}");
+    assert_eq!(e.image_of("app"), format!("{image}:1.4.9"));
+}
+
+#[test]
+fn only_automated_unlocked_unignored_workloads_change_glob_follows_build_time_and_the_file_keeps_its_bytes(
+) {
+    let e = Env::new("auto-glob");
+    let n = e.w.n.clone();
+    for (tag, created) in [
+        ("1.0", "2024-01-01T00:00:00Z"),
+        ("2.0", "2023-01-01T00:00:00Z"),
+        ("1.5", "2024-06-01T00:00:00Z"),
+        ("latest", "2025-01-01T00:00:00Z"),
+    ] {
+        e.push("team/web", tag, created);
+    }
+    let image = e.reg.repo("team/web");
+    let auto = "    fluxcd.io/automated: \"true\"\n";
+    let file = format!(
+        "# Four workloads; only the first may be changed by automation.\n---\n{}---\n# locked by a person\n{}---\n{}---\n{}",
+        deployment(&n, "auto", auto, &format!("\"{image}:1.0\" # quoted, with a comment"), ""),
+        deployment(&n, "locked", &format!("{auto}    fluxcd.io/locked: \"true\"\n    fluxcd.io/locked_user: ops\n"), &format!("{image}:1.0"), ""),
+        deployment(&n, "manual", "    team: web\n", &format!("{image}:1.0"), ""),
+        deployment(&n, "ignored", &format!("{auto}    flux.weave.works/ignore: \"true\"\n"), &format!("{image}:1.0"), ""),
+    );
+    e.w.repo.write(&[("ns.yaml", &ns(&n)), ("web.yaml", &file)]);
+    e.w.repo.commit("four workloads");
+
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    assert!(out.stdout().contains("updates=1"), "{}", out.stdout());
+    let after = tether_testenv::run(
+        tether_testenv::git::git(&e.w.repo.bare).args(["show", "main:web.yaml"]),
+    );
+    // 1.5 is the newest build; 2.0 is a higher number but older, and `latest` is never chosen by glob:*.
+    let expected = file.replacen(&format!("\"{image}:1.0\""), &format!("\"{image}:1.5\""), 1);
+    assert_eq!(after, expected, "only the one image string may change");
+}
+
+#[test]
+fn credentials_come_from_the_image_pull_secret_and_wrong_ones_are_named() {
+    let auth = Auth::Htpasswd {
+        username: "robot".into(),
+        password: "s3cret".into(),
+    };
+    let e = Env::with(
+        "auto-auth",
+        RegistryOptions {
+            auth,
+            page_size: None,
+        },
+        None,
+    );
+    let n = e.w.n.clone();
+    e.push("private/app", "1.0.0", "2024-01-01T00:00:00Z");
+    e.push("private/app", "1.1.0", "2024-02-01T00:00:00Z");
+    let image = e.reg.repo("private/app");
+    let annotations = "    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: semver:^1\n";
+    let pull = "      imagePullSecrets:\n      - name: regcred\n";
+    e.w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        (
+            "app.yaml",
+            &deployment(&n, "app", annotations, &format!("{image}:1.0.0"), pull),
+        ),
+    ]);
+    e.w.repo.commit("private app");
+    e.sync();
+
+    let secret = |password: &str| {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), dockerconfigjson(&e.reg.host, "robot", password)).unwrap();
+        let _ =
+            e.w.cluster
+                .kubectl()
+                .args(["-n", &n, "delete", "secret", "regcred"])
+                .output();
+        e.w.kubectl(&[
+            "-n",
+            &n,
+            "create",
+            "secret",
+            "generic",
+            "regcred",
+            "--type",
+            "kubernetes.io/dockerconfigjson",
+            &format!("--from-file=.dockerconfigjson={}", tmp.path().display()),
+        ]);
+    };
+    secret("wrong");
+    let out = e.automate();
+    assert!(!out.0.status.success());
+    let err = out.stderr();
+    assert!(
+        err.contains(&format!("imagePullSecret {n}/regcred")) && err.contains(&e.reg.host),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the password leaked: {err}");
+
+    secret("s3cret");
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    assert_eq!(e.commits()[0], format!("Auto-release {image}:1.1.0"));
+}
+
+#[test]
+fn a_push_race_ends_with_both_commits_and_no_force_push() {
+    // The Git host lets someone else land a commit just before tether's first push arrives.
+    let e_bare = tempfile::tempdir().unwrap();
+    let hook_clone = e_bare.path().join("human");
+    let e = {
+        let w = World::new("auto-race");
+        let bare = w.repo.bare.display().to_string();
+        let hook = format!(
+            "git clone -q {bare} {c} && cd {c} && echo human > HUMAN.md && git add -A && \
+             git -c user.name=human -c user.email=h@example.com commit -qm 'human change' && git push -q origin HEAD:main",
+            c = hook_clone.display()
+        );
+        Env {
+            w,
+            reg: TestRegistry::start(),
+            ssh: SshServer::start_with_push_hook(Some(&hook)),
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    };
+    let n = e.w.n.clone();
+    e.push("team/race", "1.0.0", "2024-01-01T00:00:00Z");
+    e.push("team/race", "1.0.1", "2024-01-02T00:00:00Z");
+    let image = e.reg.repo("team/race");
+    let annotations = "    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: semver:~1.0\n";
+    e.w.repo.write(&[(
+        "app.yaml",
+        &deployment(&n, "app", annotations, &format!("{image}:1.0.0"), ""),
+    )]);
+    e.w.repo.commit("first");
+
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("branch moved"),
+        "the race did not happen: {}",
+        out.stderr()
+    );
+    assert_eq!(
+        e.commits(),
+        [
+            format!("Auto-release {image}:1.0.1"),
+            "human change".into(),
+            "first".into()
+        ]
+    );
+}
+
+#[test]
+fn a_throttling_registry_is_backed_off_and_a_restart_refetches_nothing_it_knows() {
+    let e = Env::new("auto-429");
+    let n = e.w.n.clone();
+    for (tag, created) in [
+        ("a", "2024-01-01T00:00:00Z"),
+        ("b", "2024-02-01T00:00:00Z"),
+        ("c", "2024-03-01T00:00:00Z"),
+    ] {
+        e.push("team/slow", tag, created);
+    }
+    let image = e.reg.repo("team/slow");
+    let annotations = "    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: glob:*\n";
+    e.w.repo.write(&[(
+        "app.yaml",
+        &deployment(&n, "app", annotations, &format!("{image}:a"), ""),
+    )]);
+    e.w.repo.commit("first");
+    e.reg
+        .inject(Fault::too_many_requests(RequestKind::ManifestGet, 2, "1"));
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    assert!(e.reg.counts().injected >= 2, "{:?}", e.reg.counts());
+    assert_eq!(
+        e.commits(),
+        [format!("Auto-release {image}:c"), "first".into()]
+    );
+
+    // A new process with the same cache: the tag list only, no manifest or blob request, no new commit.
+    e.reg.reset_counts();
+    let out = e.automate();
+    assert!(out.stdout().contains("updates=0"), "{}", out.stdout());
+    let counts = e.reg.counts();
+    assert_eq!(counts.metadata(), 0, "{counts:?}");
+    assert!(counts.tags_list >= 1, "{counts:?}");
+    assert_eq!(e.commits().len(), 2);
+}
+
+#[test]
+fn list_images_shows_the_current_image_and_what_automation_would_pick() {
+    let e = Env::new("auto-list");
+    let n = e.w.n.clone();
+    e.push("team/list", "1.0.0", "2024-01-01T00:00:00Z");
+    e.push("team/list", "1.2.0", "2024-02-01T00:00:00Z");
+    let image = e.reg.repo("team/list");
+    let annotations = "    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: semver:^1\n";
+    e.w.repo.write(&[(
+        "app.yaml",
+        &deployment(&n, "app", annotations, &format!("{image}:1.0.0"), ""),
+    )]);
+    e.w.repo.commit("first");
+    let out = e.run(
+        &["list-images"],
+        &["--workload", &format!("{n}:deployment/app")],
+    );
+    assert!(out.0.status.success(), "{}", out.stderr());
+    let text = out.stdout();
+    assert!(
+        text.contains(&format!(
+            "{n}:deployment/app  container=app  automated  policy=semver:^1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("-> 1.2.0") && text.contains("(automation would deploy this)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1.0.0") && text.contains("(current)"),
+        "{text}"
+    );
+    // list-images is read-only.
+    assert_eq!(e.commits().len(), 1);
+}
+
+#[test]
+fn the_daemon_commits_a_new_tag_and_deploys_it_without_waiting_for_the_poll() {
+    let e = Env::new("auto-loop");
+    let n = e.w.n.clone();
+    e.push("team/live", "1.0.0", "2024-01-01T00:00:00Z");
+    let image = e.reg.repo("team/live");
+    let annotations = "    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: semver:^1\n";
+    e.w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        (
+            "app.yaml",
+            &deployment(&n, "app", annotations, &format!("{image}:1.0.0"), ""),
+        ),
+    ]);
+    e.w.repo.commit("first");
+    let flags = e.flags();
+    let mut args: Vec<&str> = vec!["daemon"];
+    args.extend(flags.iter().map(String::as_str));
+    // A long poll interval: only automation's wake-up can deploy the new tag quickly.
+    args.extend(["--automation-interval", "1s", "--git-poll-interval", "10m"]);
+    let mut child =
+        e.w.command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let wait = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let got =
+                e.w.get(&["-n", &n, "deployment/app"])
+                    .map(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].clone());
+            if got.as_ref().and_then(|v| v.as_str()) == Some(want) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {want}, last {got:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait(&format!("{image}:1.0.0"));
+    e.push("team/live", "1.1.0", "2024-02-01T00:00:00Z");
+    wait(&format!("{image}:1.1.0"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(e.commits()[0], format!("Auto-release {image}:1.1.0"));
+}
