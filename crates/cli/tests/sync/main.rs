@@ -8,3 +8,4 @@ mod automation;
 mod daemon_loop;
 mod gc;
 mod git_access;
+mod least_privilege;
