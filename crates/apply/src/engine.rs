@@ -10,7 +10,7 @@ use serde_json::Value;
 use tether_core::{ObjectId, ObjectRef, Provenance, Resource, FIELD_MANAGER};
 use tether_plan::{
     decide, kinds_from_crds, prepare, rank, strip_volatile, Action, Desired, Entry, Kind,
-    NamespaceFilter,
+    NamespaceFilter, SYNC_LABEL,
 };
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -117,7 +117,7 @@ impl Engine {
         opts: &SyncOptions,
     ) -> Result<Report, Error> {
         let (server, prepared) = self.prepare(resources, opts).await?;
-        let live = self.snapshot(&prepared.desired, &server).await?;
+        let live = self.snapshot(&prepared.desired, &server, opts).await?;
 
         let mut report = Report::default();
         for (id, at, why) in &prepared.skipped {
@@ -323,32 +323,97 @@ impl Engine {
         }
     }
 
-    /// Reads the live state of every desired object: one LIST per kind and namespace, in parallel.
+    /// Reads the live state of every desired object, in as few requests as possible:
+    /// 1. objects this sync applied before carry its label: one label-selected LIST per kind (per allowed
+    ///    namespace with `--k8s-allow-namespace`), so an unchanged repository costs a handful of requests
+    ///    however many objects it has and however large the cluster is;
+    /// 2. desired objects not found that way may exist without the label (made by hand or another tool):
+    ///    their Namespaces are looked up one by one, and their kinds listed only in namespaces that already
+    ///    exist — nothing can live in a namespace this commit is about to create.
     async fn snapshot(
         &self,
         desired: &[Desired],
         server: &Kinds,
+        opts: &SyncOptions,
     ) -> Result<HashMap<ObjectId, Value>, Error> {
-        let mut groups: BTreeMap<(String, String, String, Option<String>), Kind> = BTreeMap::new();
-        for d in desired {
-            if !server.contains(&d.kind) {
-                continue; // its CRD arrives with this commit: nothing can be live yet
-            }
-            let k = &d.kind;
-            groups
-                .entry((
-                    k.group.clone(),
-                    k.version.clone(),
-                    k.kind.clone(),
-                    d.id.namespace.clone(),
-                ))
-                .or_insert_with(|| k.clone());
+        let restricted = !opts.namespaces.0.is_empty();
+        let mut owned: BTreeMap<ListKey, (Kind, Option<String>)> = BTreeMap::new();
+        for d in desired.iter().filter(|d| server.contains(&d.kind)) {
+            let scope = d.id.namespace.clone().filter(|_| restricted);
+            owned
+                .entry(list_key(&d.kind, scope.as_deref()))
+                .or_insert_with(|| (d.kind.clone(), scope));
         }
-        let lists: Vec<Result<Vec<(ObjectId, Value)>, Error>> = stream::iter(groups)
-            .map(|((_, _, _, ns), kind)| async move {
-                let api = self.api(&kind, ns.as_deref());
-                let list = api
-                    .list(&ListParams::default())
+        let selector = format!("{SYNC_LABEL}={}", opts.sync_name);
+        let mut live: HashMap<ObjectId, Value> = self
+            .list_groups(owned, Some(&selector))
+            .await?
+            .into_iter()
+            .collect();
+
+        let missing: Vec<&Desired> = desired
+            .iter()
+            .filter(|d| server.contains(&d.kind) && !live.contains_key(&d.id))
+            .collect();
+        let namespaces: Vec<(ObjectId, Option<Value>)> =
+            stream::iter(missing.iter().filter(|d| d.kind.is_namespace()))
+                .map(|d| async move {
+                    let found =
+                        self.api(&d.kind, None)
+                            .get_opt(&d.id.name)
+                            .await
+                            .map_err(|source| Error::Api {
+                                what: format!("get namespace {}", d.id.name),
+                                source,
+                            })?;
+                    Ok::<_, Error>((d.id.clone(), found.and_then(|o| to_live(o, &d.kind))))
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+        let mut new_namespaces = BTreeSet::new();
+        for (id, found) in namespaces {
+            match found {
+                Some(v) => {
+                    live.insert(id, v);
+                }
+                None => {
+                    new_namespaces.insert(id.name);
+                }
+            }
+        }
+        let mut unowned: BTreeMap<ListKey, (Kind, Option<String>)> = BTreeMap::new();
+        for d in missing.iter().filter(|d| !d.kind.is_namespace()) {
+            let ns = d.id.namespace.as_deref();
+            if ns.is_some_and(|ns| new_namespaces.contains(ns)) {
+                continue;
+            }
+            unowned
+                .entry(list_key(&d.kind, ns))
+                .or_insert_with(|| (d.kind.clone(), ns.map(str::to_owned)));
+        }
+        live.extend(self.list_groups(unowned, None).await?);
+        Ok(live)
+    }
+
+    /// LISTs each (kind, namespace) group in parallel, optionally by label selector.
+    async fn list_groups(
+        &self,
+        groups: BTreeMap<ListKey, (Kind, Option<String>)>,
+        selector: Option<&str>,
+    ) -> Result<Vec<(ObjectId, Value)>, Error> {
+        let params = match selector {
+            Some(s) => ListParams::default().labels(s),
+            None => ListParams::default(),
+        };
+        let params = &params;
+        let lists: Vec<Result<Vec<(ObjectId, Value)>, Error>> = stream::iter(groups.into_values())
+            .map(|(kind, ns)| async move {
+                let list = self
+                    .api(&kind, ns.as_deref())
+                    .list(params)
                     .await
                     .map_err(|source| Error::Api {
                         what: match &ns {
@@ -361,29 +426,24 @@ impl Engine {
                     .items
                     .into_iter()
                     .filter_map(|o| {
-                        let name = o.metadata.name.clone()?;
                         let id = ObjectId {
                             namespace: o.metadata.namespace.clone(),
                             group: kind.group.clone(),
                             kind: kind.kind.clone(),
-                            name,
+                            name: o.metadata.name.clone()?,
                         };
-                        let mut v = serde_json::to_value(&o).ok()?;
-                        // List items come without apiVersion and kind; the comparison needs them.
-                        v["apiVersion"] = kind.api_version().into();
-                        v["kind"] = kind.kind.clone().into();
-                        Some((id, v))
+                        Some((id, to_live(o, &kind)?))
                     })
                     .collect())
             })
             .buffer_unordered(8)
             .collect()
             .await;
-        let mut live = HashMap::new();
+        let mut out = Vec::new();
         for l in lists {
-            live.extend(l?);
+            out.extend(l?);
         }
-        Ok(live)
+        Ok(out)
     }
 
     /// Server-side dry-runs the given entries; returns the ones that need a real write. `Verify` entries whose
@@ -545,4 +605,24 @@ impl Engine {
             _ => Api::all_with(self.client.clone(), &ar),
         }
     }
+}
+
+/// Groups LIST requests by kind and (optional) namespace.
+type ListKey = (String, String, String, Option<String>);
+
+fn list_key(kind: &Kind, namespace: Option<&str>) -> ListKey {
+    (
+        kind.group.clone(),
+        kind.version.clone(),
+        kind.kind.clone(),
+        namespace.map(str::to_owned),
+    )
+}
+
+/// A live object as JSON with `apiVersion` and `kind`, which list items lack and the comparison needs.
+fn to_live(o: DynamicObject, kind: &Kind) -> Option<Value> {
+    let mut v = serde_json::to_value(&o).ok()?;
+    v["apiVersion"] = kind.api_version().into();
+    v["kind"] = kind.kind.clone().into();
+    Some(v)
 }

@@ -148,24 +148,26 @@ fn two_syncs_sharing_a_namespace_never_collect_each_others_objects() {
     let w = World::new("gc-two");
     let n = w.n.clone();
     let other = World::new("gc-two-other");
+    // Unique per run: the inventories outlive the test on a reused cluster.
+    let (alpha, beta) = (format!("{n}-alpha"), format!("{n}-beta"));
     w.repo
         .write(&[("ns.yaml", &ns(&n)), ("mine.yaml", &cm(&n, "mine"))]);
     w.repo.commit("first");
     other.repo.write(&[("theirs.yaml", &cm(&n, "theirs"))]);
     other.repo.commit("first");
-    w.once_file(&[GC, "--sync-name", "alpha"]).ok();
-    other.once_file(&[GC, "--sync-name", "beta"]).ok();
+    w.once_file(&[GC, "--sync-name", &alpha]).ok();
+    other.once_file(&[GC, "--sync-name", &beta]).ok();
 
     // alpha drops everything but its namespace; beta's object in that namespace must survive.
     w.repo.remove("mine.yaml");
     w.repo.commit("drop mine");
     assert!(w
-        .once_file(&[GC, "--sync-name", "alpha"])
+        .once_file(&[GC, "--sync-name", &alpha])
         .ok()
         .contains("deleted=1"));
     assert!(w.get(&["-n", &n, "configmap/theirs"]).is_some());
     assert!(other
-        .once_file(&[GC, "--sync-name", "beta"])
+        .once_file(&[GC, "--sync-name", &beta])
         .ok()
         .contains("deleted=0"));
 }
