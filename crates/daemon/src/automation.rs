@@ -9,6 +9,7 @@ use tether_registry::RegistryClient;
 use tokio::sync::Notify;
 use tracing::{error, info, info_span, Instrument};
 
+use crate::admin::AdminState;
 use crate::config::{AutomationSettings, Config};
 use crate::sync::Syncer;
 
@@ -38,11 +39,19 @@ pub async fn automate_once(cfg: Config) -> anyhow::Result<Pass> {
 }
 
 /// Spawns the automation loop; `synced` is notified whenever a pass pushed a commit.
-pub(crate) fn spawn(automation: Automation, interval: Duration, pushed: Arc<Notify>) {
+pub(crate) fn spawn(
+    automation: Automation,
+    interval: Duration,
+    pushed: Arc<Notify>,
+    admin: Arc<AdminState>,
+) {
     let task = async move {
         loop {
             match automation.run_once().await {
                 Ok(pass) => {
+                    admin
+                        .metrics
+                        .automation_pass(pass.errors.is_empty(), pass.updates.len());
                     info!(
                         component = "automation",
                         updates = pass.updates.len(),
@@ -54,7 +63,10 @@ pub(crate) fn spawn(automation: Automation, interval: Duration, pushed: Arc<Noti
                         pushed.notify_one();
                     }
                 }
-                Err(e) => error!(component = "automation", error = %e, "automation pass failed"),
+                Err(e) => {
+                    admin.metrics.automation_pass(false, 0);
+                    error!(component = "automation", error = %e, "automation pass failed")
+                }
             }
             tokio::time::sleep(interval).await;
         }

@@ -150,6 +150,9 @@ pub struct DaemonArgs {
     /// Registry access for image automation.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Address of /healthz, /readyz and /metrics (not served with --once).
+    #[arg(long, default_value = "0.0.0.0:3031")]
+    pub listen_metrics: std::net::SocketAddr,
     /// Writes in flight at once while applying.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
@@ -199,6 +202,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Image automation, unless read-only or disabled.
     pub automation: Option<AutomationSettings>,
+    /// Admin server address.
+    pub listen_metrics: std::net::SocketAddr,
 }
 
 /// Settings of image automation.
@@ -303,6 +308,7 @@ impl DaemonArgs {
             concurrency: self.apply_concurrency,
             log_format: self.log_format,
             automation,
+            listen_metrics: self.listen_metrics,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The tether daemon: settles its configuration before touching anything, then composes the stages
 //! (source → render → apply → record) into one sync, and runs syncs in a loop with backoff.
 
+pub mod admin;
 mod automation;
 pub mod config;
 pub mod logging;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::admin::AdminState;
+
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
@@ -26,6 +28,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         branch = %cfg.git.branch, poll_interval = ?poll, sync_interval = ?full, "starting");
     let automation = cfg.automation.clone();
     let readonly = cfg.readonly;
+    let admin = Arc::new(AdminState::default());
+    crate::admin::serve(cfg.listen_metrics, admin.clone()).await?;
     let mut syncer = Syncer::new(cfg).await?;
     let pushed = Arc::new(Notify::new());
     match automation {
@@ -33,6 +37,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             crate::automation::build(&settings, &syncer)?,
             settings.interval,
             pushed.clone(),
+            admin.clone(),
         ),
         None if readonly => info!(
             component = "automation",
@@ -64,6 +69,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             continue;
         }
         let now = Instant::now();
+        let started = std::time::Instant::now();
         let due_full = now >= next_full;
         let result: Result<Option<SyncSummary>, SyncError> = async {
             if !due_full {
@@ -78,6 +84,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .await;
         match result {
             Ok(Some(summary)) => {
+                admin.metrics.sync_succeeded(
+                    summary.duration.as_secs_f64(),
+                    &[
+                        ("created", summary.created),
+                        ("configured", summary.configured),
+                        ("unchanged", summary.unchanged),
+                        ("skipped", summary.skipped),
+                        ("deleted", summary.deleted),
+                        ("gc_kept", summary.gc_kept),
+                    ],
+                );
+                admin
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 last_applied = Some(summary.revision.clone());
                 backoff.reset();
                 next_full = Instant::now() + full;
@@ -85,6 +105,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             Ok(None) => next_poll = Instant::now() + poll,
             Err(e) => {
+                admin
+                    .metrics
+                    .sync_failed(started.elapsed().as_secs_f64(), e.label());
                 let delay = backoff.next();
                 error!(component = "daemon", error = %e, reason = e.label(), retry_in = ?delay, "sync failed");
                 next_poll = Instant::now() + delay;

@@ -377,7 +377,14 @@ fn the_daemon_commits_a_new_tag_and_deploys_it_without_waiting_for_the_poll() {
     let mut args: Vec<&str> = vec!["daemon"];
     args.extend(flags.iter().map(String::as_str));
     // A long poll interval: only automation's wake-up can deploy the new tag quickly.
-    args.extend(["--automation-interval", "1s", "--git-poll-interval", "10m"]);
+    args.extend([
+        "--automation-interval",
+        "1s",
+        "--git-poll-interval",
+        "10m",
+        "--listen-metrics",
+        "127.0.0.1:0",
+    ]);
     let mut child =
         e.w.command(&args)
             .stdout(std::process::Stdio::null())

@@ -29,6 +29,12 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
     ]);
     w.repo.commit("first");
     let url = w.repo.file_url();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
     let mut child = w
         .command(&[
             "daemon",
@@ -38,6 +44,8 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
             "1s",
             "--sync-interval",
             "1h",
+            "--listen-metrics",
+            &admin,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -61,6 +69,26 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
             .as_deref()
             == Some(second.as_str())
     });
+    // The admin endpoints report it: ready, and a successful sync counted.
+    assert!(http_get(&admin, "/readyz").starts_with("HTTP/1.1 200"));
+    let metrics = http_get(&admin, "/metrics");
+    assert!(
+        metrics.contains(r#"tether_syncs_total{result="success",reason=""}"#),
+        "{metrics}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

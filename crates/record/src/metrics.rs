@@ -1,0 +1,176 @@
+//! Prometheus metrics of syncs, garbage collection and image automation (OpenMetrics text on `/metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `result` (and, for failures, `reason`) of a sync or automation pass.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: String,
+    /// A stable error label (`rejected`, `read_only`, ...) or empty.
+    pub reason: String,
+}
+
+/// What happened to objects in the last successful sync.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `created`, `configured`, `unchanged`, `skipped`, `deleted`, `gc_kept`.
+    pub outcome: String,
+}
+
+/// Every metric tether exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    syncs: Family<ResultLabels, Counter>,
+    sync_duration: Family<ResultLabels, Histogram>,
+    objects: Family<OutcomeLabels, Gauge>,
+    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    automation_passes: Family<ResultLabels, Counter>,
+    automation_updates: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `tether` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tether");
+        let syncs = Family::<ResultLabels, Counter>::default();
+        registry.register("syncs", "Syncs by result and failure reason", syncs.clone());
+        let sync_duration = Family::<ResultLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 12))
+        });
+        registry.register(
+            "sync_duration_seconds",
+            "Wall time of a sync",
+            sync_duration.clone(),
+        );
+        let objects = Family::<OutcomeLabels, Gauge>::default();
+        registry.register(
+            "sync_objects",
+            "Objects per outcome in the last successful sync",
+            objects.clone(),
+        );
+        let last_success = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "sync_last_success_timestamp_seconds",
+            "Unix time of the last successful sync (alert when it grows old)",
+            last_success.clone(),
+        );
+        let automation_passes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "automation_passes",
+            "Image automation passes by result",
+            automation_passes.clone(),
+        );
+        let automation_updates = Counter::default();
+        registry.register(
+            "automation_updates",
+            "Container images updated by automation",
+            automation_updates.clone(),
+        );
+        Metrics {
+            registry,
+            syncs,
+            sync_duration,
+            objects,
+            last_success,
+            automation_passes,
+            automation_updates,
+        }
+    }
+
+    /// Records a successful sync and its object counts.
+    pub fn sync_succeeded(&self, seconds: f64, outcomes: &[(&str, usize)]) {
+        let labels = result("success", "");
+        self.syncs.get_or_create(&labels).inc();
+        self.sync_duration.get_or_create(&labels).observe(seconds);
+        for (outcome, n) in outcomes {
+            let n = i64::try_from(*n).unwrap_or(i64::MAX);
+            self.objects
+                .get_or_create(&OutcomeLabels {
+                    outcome: (*outcome).to_owned(),
+                })
+                .set(n);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_success.set(now);
+    }
+
+    /// Records a failed sync.
+    pub fn sync_failed(&self, seconds: f64, reason: &str) {
+        let labels = result("failure", reason);
+        self.syncs.get_or_create(&labels).inc();
+        self.sync_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Records an automation pass.
+    pub fn automation_pass(&self, ok: bool, updates: usize) {
+        let labels = if ok {
+            result("success", "")
+        } else {
+            result("failure", "pass")
+        };
+        self.automation_passes.get_or_create(&labels).inc();
+        self.automation_updates
+            .inc_by(u64::try_from(updates).unwrap_or(u64::MAX));
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+fn result(result: &str, reason: &str) -> ResultLabels {
+    ResultLabels {
+        result: result.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_sync_results_object_counts_and_freshness() {
+        let m = Metrics::new();
+        m.sync_succeeded(0.2, &[("created", 3), ("unchanged", 5)]);
+        m.sync_failed(0.1, "rejected");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"tether_syncs_total{result="success",reason=""} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tether_syncs_total{result="failure",reason="rejected"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tether_sync_objects{outcome="created"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("tether_sync_last_success_timestamp_seconds"),
+            "{text}"
+        );
+    }
+}
