@@ -399,7 +399,7 @@ impl Engine {
     }
 
     /// LISTs each (kind, namespace) group in parallel, optionally by label selector.
-    async fn list_groups(
+    pub(crate) async fn list_groups(
         &self,
         groups: BTreeMap<ListKey, (Kind, Option<String>)>,
         selector: Option<&str>,
@@ -608,9 +608,9 @@ impl Engine {
 }
 
 /// Groups LIST requests by kind and (optional) namespace.
-type ListKey = (String, String, String, Option<String>);
+pub(crate) type ListKey = (String, String, String, Option<String>);
 
-fn list_key(kind: &Kind, namespace: Option<&str>) -> ListKey {
+pub(crate) fn list_key(kind: &Kind, namespace: Option<&str>) -> ListKey {
     (
         kind.group.clone(),
         kind.version.clone(),

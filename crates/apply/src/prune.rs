@@ -10,7 +10,7 @@ use tether_plan::gc::{blocks_namespace_deletion, judge, Prune};
 use tracing::{info, warn};
 
 use crate::discovery::Kinds;
-use crate::engine::Engine;
+use crate::engine::{list_key, Engine};
 use crate::error::Error;
 
 /// What garbage collection did.
@@ -141,7 +141,8 @@ impl Engine {
         }
     }
 
-    /// Objects in `namespace` that must keep it alive: unowned ones, and ones Git still renders.
+    /// Objects in `namespace` that must keep it alive: unowned ones, and ones Git still renders. Kinds that
+    /// cannot be listed (RBAC, a broken aggregated API) fail the check rather than hide objects.
     async fn namespace_blockers(
         &self,
         kinds: &Kinds,
@@ -149,52 +150,25 @@ impl Engine {
         keep: &BTreeSet<ObjectId>,
         doomed: &BTreeSet<ObjectId>,
     ) -> Result<Vec<String>, Error> {
-        let lists: Vec<Result<Vec<String>, Error>> =
-            stream::iter(kinds.namespaced_listable().cloned())
-                .map(|kind| async move {
-                    let list = match self
-                        .api(&kind, Some(namespace))
-                        .list(&Default::default())
-                        .await
-                    {
-                        Ok(l) => l,
-                        // Kinds that cannot be listed here (RBAC, broken aggregated API) must not hide objects.
-                        Err(source) => {
-                            return Err(Error::Api {
-                                what: format!(
-                                    "list {} in namespace {namespace} before deleting it",
-                                    kind.plural
-                                ),
-                                source,
-                            })
-                        }
-                    };
-                    Ok(list
-                        .items
-                        .into_iter()
-                        .filter_map(|o| {
-                            let v = serde_json::to_value(&o).ok()?;
-                            let name = o.metadata.name?;
-                            let id = ObjectId {
-                                namespace: Some(namespace.to_owned()),
-                                group: kind.group.clone(),
-                                kind: kind.kind.clone(),
-                                name,
-                            };
-                            let blocks = keep.contains(&id)
-                                || (!doomed.contains(&id)
-                                    && blocks_namespace_deletion(&kind.kind, &v));
-                            blocks.then(|| id.to_string())
-                        })
-                        .collect())
-                })
-                .buffer_unordered(8)
-                .collect()
-                .await;
-        let mut out = Vec::new();
-        for l in lists {
-            out.extend(l?);
-        }
+        let groups = kinds
+            .namespaced_listable()
+            .map(|k| {
+                (
+                    list_key(k, Some(namespace)),
+                    (k.clone(), Some(namespace.to_owned())),
+                )
+            })
+            .collect();
+        let mut out: Vec<String> = self
+            .list_groups(groups, None)
+            .await?
+            .into_iter()
+            .filter(|(id, v)| {
+                keep.contains(id)
+                    || (!doomed.contains(id) && blocks_namespace_deletion(&id.kind, v))
+            })
+            .map(|(id, _)| id.to_string())
+            .collect();
         out.sort();
         Ok(out)
     }
