@@ -190,7 +190,12 @@ impl Engine {
 
         // 1. Validate everything that can be validated before any write.
         let mut writes = self
-            .validate(&entries, first.iter().chain(&now).copied(), &mut outcomes)
+            .validate(
+                &entries,
+                first.iter().chain(&now).copied(),
+                opts.concurrency,
+                &mut outcomes,
+            )
             .await?;
 
         // 2. Namespaces, then CRDs.
@@ -233,7 +238,12 @@ impl Engine {
         // 3. Validate what needed those, undoing step 2's creations if the commit is rejected after all.
         if !deferred.is_empty() {
             match self
-                .validate(&entries, deferred.iter().copied(), &mut outcomes)
+                .validate(
+                    &entries,
+                    deferred.iter().copied(),
+                    opts.concurrency,
+                    &mut outcomes,
+                )
                 .await
             {
                 Ok(more) => writes.extend(more),
@@ -293,34 +303,43 @@ impl Engine {
         opts: &SyncOptions,
     ) -> Result<(Kinds, tether_plan::Prepared), Error> {
         let crd_kinds = kinds_from_crds(resources.iter().map(|r| &r.object));
-        let mut refreshed = false;
-        loop {
-            let server = {
-                let mut cache = self.kinds.lock().await;
-                if cache.is_none() {
-                    *cache = Some(Kinds::discover(&self.client).await?);
-                    refreshed = true;
-                }
-                cache.clone().unwrap_or_default()
-            };
+        let with_crds = |server: &Kinds| {
             let mut all = server.clone();
             for k in &crd_kinds {
                 if all.resolve(&k.group, &k.version, &k.kind).is_none() {
                     all.insert(k.clone());
                 }
             }
-            match prepare(
-                resources.clone(),
-                |g, v, k| all.resolve(g, v, k),
-                &opts.default_namespace,
-                &opts.namespaces,
-                &opts.sync_name,
-            ) {
-                Ok(p) => return Ok((server, p)),
-                Err(errors) if refreshed => return Err(Error::Invalid(errors)),
-                Err(_) => *self.kinds.lock().await = None,
+            all
+        };
+        let cached = self.kinds.lock().await.clone();
+        // Rediscover when nothing is cached, or when the cache does not know a kind (a CRD installed
+        // since): decided up front, so the resources are prepared once and never copied.
+        let server = match cached {
+            Some(k)
+                if {
+                    let known = with_crds(&k);
+                    resources.iter().all(|r| resolves(&known, r))
+                } =>
+            {
+                k
             }
-        }
+            _ => {
+                let fresh = Kinds::discover(&self.client).await?;
+                *self.kinds.lock().await = Some(fresh.clone());
+                fresh
+            }
+        };
+        let all = with_crds(&server);
+        let prepared = prepare(
+            resources,
+            |g, v, k| all.resolve(g, v, k),
+            &opts.default_namespace,
+            &opts.namespaces,
+            &opts.sync_name,
+        )
+        .map_err(Error::Invalid)?;
+        Ok((server, prepared))
     }
 
     /// Reads the live state of every desired object, in as few requests as possible:
@@ -452,11 +471,23 @@ impl Engine {
         &self,
         entries: &[Entry],
         which: impl Iterator<Item = usize>,
+        concurrency: usize,
         outcomes: &mut HashMap<ObjectId, Outcome>,
     ) -> Result<BTreeSet<usize>, Error> {
-        let results: Vec<(usize, Result<Value, String>)> = stream::iter(which)
-            .map(|i| async move { (i, self.patch(&entries[i].desired, true).await) })
-            .buffer_unordered(32)
+        // Each result is reduced to "does it need a write" inside its future, so thousands of dry-run
+        // responses are never held in memory at once.
+        let results: Vec<(usize, Result<bool, String>)> = stream::iter(which)
+            .map(|i| async move {
+                let e = &entries[i];
+                let res = self.patch(&e.desired, true).await.map(|result| {
+                    e.action != Action::Verify || {
+                        let live = e.live.clone().map(strip_volatile);
+                        serde_json::to_value(result).ok().map(strip_volatile) != live
+                    }
+                });
+                (i, res)
+            })
+            .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
         let mut failures = Vec::new();
@@ -469,13 +500,12 @@ impl Engine {
                     at: e.desired.source.clone(),
                     message,
                 }),
-                Ok(result) => {
+                Ok(false) => {
+                    // Only the server's normalisation differed (e.g. `0.5` → `500m`): nothing to write.
+                    outcomes.insert(e.desired.id.clone(), Outcome::Unchanged);
+                }
+                Ok(true) => {
                     if e.action == Action::Verify {
-                        let live = e.live.clone().map(strip_volatile);
-                        if live == Some(strip_volatile(result)) {
-                            outcomes.insert(e.desired.id.clone(), Outcome::Unchanged);
-                            continue;
-                        }
                         warn!(component = "apply", object = %e.desired.id, source = %e.desired.source,
                             "drift: the live object differs from Git; correcting it");
                     }
@@ -499,8 +529,8 @@ impl Engine {
         concurrency: usize,
         outcomes: &mut HashMap<ObjectId, Outcome>,
     ) -> Vec<ObjectFailure> {
-        let results: Vec<(usize, Result<Value, String>)> = stream::iter(wave.iter().copied())
-            .map(|i| async move { (i, self.patch(&entries[i].desired, false).await) })
+        let results: Vec<(usize, Result<(), String>)> = stream::iter(wave.iter().copied())
+            .map(|i| async move { (i, self.patch(&entries[i].desired, false).await.map(drop)) })
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
@@ -534,7 +564,7 @@ impl Engine {
     }
 
     /// Server-side apply (or its dry-run) of one object, forcing conflicts as the owner of Git's fields.
-    async fn patch(&self, d: &Desired, dry_run: bool) -> Result<Value, String> {
+    async fn patch(&self, d: &Desired, dry_run: bool) -> Result<DynamicObject, String> {
         let api = self.api(&d.kind, d.id.namespace.as_deref());
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         params.dry_run = dry_run;
@@ -543,7 +573,7 @@ impl Engine {
         let mut attempts = 0;
         loop {
             match api.patch(&d.id.name, &params, &Patch::Apply(&d.body)).await {
-                Ok(o) => return serde_json::to_value(o).map_err(|e| e.to_string()),
+                Ok(o) => return Ok(o),
                 Err(kube::Error::Api(s))
                     if s.code == 404 && attempts < 30 && !d.kind.is_namespace() =>
                 {
@@ -625,4 +655,13 @@ fn to_live(o: DynamicObject, kind: &Kind) -> Option<Value> {
     v["apiVersion"] = kind.api_version().into();
     v["kind"] = kind.kind.clone().into();
     Some(v)
+}
+
+/// True when the kind of `r` is known to `kinds`.
+fn resolves(kinds: &Kinds, r: &Resource) -> bool {
+    let (group, version) = r
+        .api_version()
+        .rsplit_once('/')
+        .unwrap_or(("", r.api_version()));
+    kinds.resolve(group, version, r.kind()).is_some()
 }

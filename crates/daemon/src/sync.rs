@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use tether_apply::PruneReport;
 use tether_core::{ObjectId, ObjectRef};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, Gc, SyncState};
 
@@ -194,22 +194,31 @@ impl Syncer {
         revision: String,
         started: Instant,
     ) -> Result<SyncSummary, SyncError> {
+        let mut stages = Stages::new(started);
+        stages.mark("fetch");
         if self.cfg.sync_state == SyncState::Git && !self.write_checked {
             // As Flux v1 did: find out at once, not after the first apply, that the key cannot push.
             self.repo.lock().await.check_write(&revision).await?;
             self.write_checked = true;
+            stages.mark("write_check");
         }
         // The clone is shared with image automation; hold it only while reading the tree.
         let resources = {
             let repo = self.repo.lock().await;
             let tree = repo.checkout(&revision).await?;
+            stages.mark("checkout");
             tether_render::render(tree, &self.cfg.paths)?
         };
+        stages.mark("render");
         let report = self.engine.sync(resources, &self.opts).await?;
+        stages.mark("apply");
         let gc = self.collect_garbage(&report).await?;
+        stages.mark("gc");
         self.marker
             .write(&revision, &*self.repo.lock().await, self.engine.client())
             .await?;
+        stages.mark("record");
+        debug!(component = "sync", stages = %stages, "time per stage");
         let summary = SyncSummary {
             revision,
             created: report.created(),
@@ -290,5 +299,36 @@ impl Syncer {
             .store(client, &next, previous.as_deref())
             .await?;
         Ok(gc)
+    }
+}
+
+/// Wall time per stage of one sync, for `RUST_LOG=debug` (where a slow sync spends its time).
+struct Stages {
+    last: Instant,
+    spent: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Stages {
+    fn new(started: Instant) -> Self {
+        Stages {
+            last: started,
+            spent: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.spent.push((stage, now - self.last));
+        self.last = now;
+    }
+}
+
+impl fmt::Display for Stages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (stage, d)) in self.spent.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{stage}={}ms", d.as_millis())?;
+        }
+        Ok(())
     }
 }
