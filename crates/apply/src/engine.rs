@@ -117,7 +117,7 @@ impl Engine {
         opts: &SyncOptions,
     ) -> Result<Report, Error> {
         let (server, prepared) = self.prepare(resources, opts).await?;
-        let live = self.snapshot(&prepared.desired, &server, opts).await?;
+        let mut live = self.snapshot(&prepared.desired, &server, opts).await?;
 
         let mut report = Report::default();
         for (id, at, why) in &prepared.skipped {
@@ -134,19 +134,21 @@ impl Engine {
             .desired
             .into_iter()
             .map(|d| {
-                let live = live.get(&d.id).cloned();
+                let live = live.remove(&d.id);
                 let action = decide(&d, live.as_ref());
+                // Only a possible drift needs the live object later (to compare with a dry-run).
                 Entry {
                     desired: d,
-                    live,
+                    live: live.filter(|_| action == Action::Verify),
                     action,
                 }
             })
             .collect();
+        drop(live);
 
         let new_namespaces: BTreeSet<&str> = entries
             .iter()
-            .filter(|e| e.desired.kind.is_namespace() && e.live.is_none())
+            .filter(|e| e.desired.kind.is_namespace() && e.action == Action::Create)
             .map(|e| e.desired.id.name.as_str())
             .collect();
 
@@ -423,28 +425,28 @@ impl Engine {
         groups: BTreeMap<ListKey, (Kind, Option<String>)>,
         selector: Option<&str>,
     ) -> Result<Vec<(ObjectId, Value)>, Error> {
+        // Pages keep the response bodies small on large clusters.
         let params = match selector {
             Some(s) => ListParams::default().labels(s),
             None => ListParams::default(),
-        };
+        }
+        .limit(LIST_PAGE);
         let params = &params;
         let lists: Vec<Result<Vec<(ObjectId, Value)>, Error>> = stream::iter(groups.into_values())
             .map(|(kind, ns)| async move {
-                let list = self
-                    .api(&kind, ns.as_deref())
-                    .list(params)
-                    .await
-                    .map_err(|source| Error::Api {
+                let api = self.api(&kind, ns.as_deref());
+                let mut out = Vec::new();
+                let mut page = params.clone();
+                loop {
+                    let list = api.list(&page).await.map_err(|source| Error::Api {
                         what: match &ns {
                             Some(ns) => format!("list {} in namespace {ns}", kind.plural),
                             None => format!("list {}", kind.plural),
                         },
                         source,
                     })?;
-                Ok(list
-                    .items
-                    .into_iter()
-                    .filter_map(|o| {
+                    let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    out.extend(list.items.into_iter().filter_map(|o| {
                         let id = ObjectId {
                             namespace: o.metadata.namespace.clone(),
                             group: kind.group.clone(),
@@ -452,8 +454,12 @@ impl Engine {
                             name: o.metadata.name.clone()?,
                         };
                         Some((id, to_live(o, &kind)?))
-                    })
-                    .collect())
+                    }));
+                    match next {
+                        Some(token) => page = params.clone().continue_token(&token),
+                        None => return Ok(out),
+                    }
+                }
             })
             .buffer_unordered(8)
             .collect()
@@ -649,9 +655,19 @@ pub(crate) fn list_key(kind: &Kind, namespace: Option<&str>) -> ListKey {
     )
 }
 
+/// Objects per LIST page.
+const LIST_PAGE: u32 = 500;
+
 /// A live object as JSON with `apiVersion` and `kind`, which list items lack and the comparison needs.
+/// `managedFields` and `status` are dropped at once: no decision reads them, and they are most of the bytes.
 fn to_live(o: DynamicObject, kind: &Kind) -> Option<Value> {
     let mut v = serde_json::to_value(&o).ok()?;
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
     v["apiVersion"] = kind.api_version().into();
     v["kind"] = kind.kind.clone().into();
     Some(v)
