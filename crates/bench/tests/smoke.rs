@@ -1,0 +1,144 @@
+//! A small run of the benchmark harness, so it cannot rot: N = 30, one repetition, against the test cluster
+//! (`Cluster::shared()`: its own control plane, or the one named by `TETHER_TEST_KUBECONFIG` and
+//! `TETHER_TEST_AUDIT_LOG`). It checks the harness's output, not speed: no timed assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use tether_testenv::Cluster;
+
+const TOOLS: [&str; 3] = ["tether", "kubectl-client", "kubectl-server"];
+const SCENARIOS: [&str; 5] = [
+    "first-sync",
+    "noop-resync",
+    "one-change",
+    "drift-repair",
+    "gc",
+];
+
+/// Splits one CSV line (the harness quotes fields that hold commas or quotes).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
+    let cluster = Cluster::shared();
+    let audit = cluster.audit_log.as_ref().expect(
+        "the smoke run counts writes: set TETHER_TEST_AUDIT_LOG to the API server's audit log",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tether-bench"))
+        .args(["--sizes", "30", "--reps", "1", "--sweep", "8,32"])
+        .args(["--timeout", "120"])
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .arg("--audit-log")
+        .arg(audit)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run tether-bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "tether-bench failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+
+    // The printed table has a row for every tool × scenario.
+    for tool in [
+        "tether daemon --once",
+        "kubectl apply (client-side)",
+        "kubectl apply --server-side",
+    ] {
+        for sc in SCENARIOS {
+            assert!(
+                stdout.contains(&format!("| {tool} | {sc} |")),
+                "no table row for {tool} {sc}:\n{stdout}"
+            );
+        }
+    }
+    assert!(stdout.contains("| raw SSA client (ceiling) c="), "{stdout}");
+
+    // The CSV too, with the values the harness must get right.
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = fields(lines.next().unwrap());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: HashMap<(String, String), Vec<String>> = lines
+        .map(fields)
+        .map(|f| ((f[col("tool")].clone(), f[col("scenario")].clone()), f))
+        .collect();
+    for tool in TOOLS {
+        for sc in SCENARIOS {
+            let row = rows
+                .get(&(tool.to_owned(), sc.to_owned()))
+                .unwrap_or_else(|| panic!("no CSV row for {tool} {sc}:\n{csv}"));
+            assert_eq!(row[col("n")], "30");
+            let status = &row[col("status")];
+            assert!(
+                status == "ok" || status.starts_with("n/a"),
+                "{tool} {sc}: {status}"
+            );
+            if status == "ok" {
+                assert!(!row[col("median_s")].is_empty(), "{tool} {sc} has no time");
+                assert!(
+                    !row[col("writes")].is_empty(),
+                    "{tool} {sc} has no write count"
+                );
+            }
+        }
+    }
+    let raw = &rows[&("raw-ssa".to_owned(), "first-sync".to_owned())];
+    assert_eq!(raw[col("status")], "ok");
+    assert_eq!(
+        raw[col("writes")],
+        "30",
+        "the ceiling client applies each object once"
+    );
+
+    let tether = |sc: &str| &rows[&("tether".to_owned(), sc.to_owned())];
+    assert_eq!(tether("first-sync")[col("status")], "ok");
+    assert_eq!(
+        tether("noop-resync")[col("writes")],
+        "0",
+        "tether wrote on a no-op resync:\n{csv}"
+    );
+    assert_eq!(tether("noop-resync")[col("status")], "ok");
+    assert!(
+        tether("gc")[col("status")] == "ok"
+            || tether("gc")[col("status")].starts_with("n/a (GC not available"),
+        "{csv}"
+    );
+    // kubectl --server-side sends a write per object even when nothing changed: the harness must see them.
+    assert_eq!(
+        rows[&("kubectl-server".to_owned(), "noop-resync".to_owned())][col("writes")],
+        "30"
+    );
+
+    for f in ["report.md", "samples.csv", "results.json", "chart.svg"] {
+        assert!(out.path().join(f).exists(), "{f} missing");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
+    assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(json["samples"].as_array().unwrap().len() >= 16);
+}
