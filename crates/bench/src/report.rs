@@ -30,8 +30,23 @@ pub struct Machine {
     pub tether: String,
     /// Load average (1 min) before the run started.
     pub load_at_start: f64,
-    /// CPU used by other processes during the measurements, as a share of the machine: (median, max).
-    pub other_cpu_share: Option<(f64, f64)>,
+    /// CPU other processes used during the measurements.
+    pub other_cpu: Option<OtherCpu>,
+}
+
+/// How much of the machine other processes took while tools were measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherCpu {
+    /// Median share of the machine over all measurements.
+    pub median: f64,
+    /// Highest share.
+    pub max: f64,
+    /// Above this share a session was repeated.
+    pub threshold: f64,
+    /// Sessions repeated because of it.
+    pub repeated: usize,
+    /// Measurements kept although above the threshold (retries exhausted).
+    pub noisy: usize,
 }
 
 /// One row of the table: a tool's scenario at one size, over its repetitions.
@@ -332,13 +347,18 @@ pub fn markdown(
         "Load average before the run {:.2}. ",
         machine.load_at_start
     );
-    match machine.other_cpu_share {
-        Some((med, max)) => {
+    match &machine.other_cpu {
+        Some(o) => {
             let _ = writeln!(
                 s,
-                "CPU taken by other processes during the measurements: median {:.0}%, at most {:.0}% of the machine.\n",
-                100.0 * med,
-                100.0 * max
+                "CPU taken by other processes during the measurements: median {:.0}%, at most {:.0}% of the \
+                 machine; {} session(s) were repeated because others took more than {:.0}%, {} measurement(s) \
+                 above that were kept after the retries.\n",
+                100.0 * o.median,
+                100.0 * o.max,
+                o.repeated,
+                100.0 * o.threshold,
+                o.noisy
             );
         }
         None => s.push_str("\n\n"),

@@ -165,6 +165,16 @@ pub struct Sample {
     pub phases: Vec<Phase>,
 }
 
+impl Sample {
+    /// The share of the machine's CPU other processes took during this run (0 when unknown).
+    pub fn other_share(&self, cores: usize) -> f64 {
+        match self.other_cpu_s {
+            Some(o) if self.wall_s > 0.0 => o / (self.wall_s * cores.max(1) as f64),
+            _ => 0.0,
+        }
+    }
+}
+
 /// What every session shares.
 pub struct Ctx<'a> {
     /// The runtime for the harness's own API calls.
@@ -524,8 +534,8 @@ impl Session<'_> {
                     cmd.args(["--server-side", "--force-conflicts"]);
                 }
                 if scenario == Scenario::Gc {
-                    // kubectl's default prune list names batch/v1 CronJob, which a 1.20 server lacks: list the
-                    // workload's kinds explicitly.
+                    // Name the workload's kinds, as a careful user of --prune does: kubectl's default prune
+                    // list would also LIST kinds the workload never has.
                     cmd.args(["--prune", "-l", &format!("{RUN_LABEL}={}", self.run)]);
                     for k in Kind::ALL {
                         let group = if k.group().is_empty() {
