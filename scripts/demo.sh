@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's first command: sets up the machine, starts the local control plane, and syncs the example
-# repository in examples/ into it with `tether daemon --once`, then shows what landed. The example is
-# published as a local Git repository (file://), so the sync tag is pushed for real.
+# The README's first command: sets up the machine, starts the local control plane (with simulated nodes), and
+# syncs the example repository in examples/ into it with `tether daemon --once`, then shows what landed and
+# its rollout. The example is published as a local Git repository (file://), so the sync tag is pushed for real.
 # The control plane keeps running afterwards; stop it with `scripts/cluster.sh down`.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +29,10 @@ git -C "$demo/config.git" log --oneline -1 tether-sync
 echo "== what landed in the cluster" >&2
 kubectl get namespace podinfo
 kubectl -n podinfo get deployment,service,configmap -l tether.dev/sync=tether
+echo "== the rollout: Pods scheduled onto the simulated nodes and Ready" >&2
+kubectl -n podinfo rollout status deployment/podinfo --timeout=90s
+kubectl -n podinfo get deployment podinfo
+kubectl -n podinfo get pods -o wide
 echo "== a second sync of the same commit changes nothing" >&2
 ./target/release/tether daemon --once --git-url "file://$demo/config.git" --cache-dir "$demo/cache" 2>/dev/null
 echo "control plane still running: export KUBECONFIG=$KUBECONFIG; stop it with scripts/cluster.sh down" >&2

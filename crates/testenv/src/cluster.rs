@@ -1,5 +1,6 @@
-//! The local control plane: started once per test process by `scripts/cluster.sh up --owner-pid`, or reused
-//! from `TETHER_TEST_KUBECONFIG` (for example a user's kind or k3s cluster, or one `.ci/run` started).
+//! The local control plane with simulated nodes: started once per test process by `scripts/cluster.sh up
+//! --owner-pid`, or reused from `TETHER_TEST_KUBECONFIG` (for example a user's kind or k3s cluster, or the one
+//! `.ci/run` started).
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -198,11 +199,13 @@ impl AuditLog {
             .collect()
     }
 
-    /// Persisted writes since the mark for which `keep` holds.
+    /// Persisted writes since the mark by clients other than the cluster's own components, for which `keep`
+    /// holds. The controllers, scheduler and simulated kubelets (all `system:` users) write Pods, ReplicaSets
+    /// and statuses on their own; those are not tether's writes.
     pub fn writes(&self, keep: impl Fn(&AuditEvent) -> bool) -> Vec<AuditEvent> {
         self.events()
             .into_iter()
-            .filter(|e| e.is_persisted_write() && keep(e))
+            .filter(|e| e.is_persisted_write() && !e.user.starts_with("system:") && keep(e))
             .collect()
     }
 }

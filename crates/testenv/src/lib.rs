@@ -50,3 +50,12 @@ pub fn run(cmd: &mut std::process::Command) -> String {
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The path of a test-ground tool that `scripts/setup.sh` builds and caches: `kustomize`, `helm`, `kwok` or
+/// `etcd` (each built from its pinned module in `testenv/<name>/`).
+pub fn tool(name: &str) -> PathBuf {
+    let dir = run(std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/build-tools.sh"))
+        .args(["bin", name]));
+    PathBuf::from(dir.trim()).join(name)
+}

@@ -9,3 +9,4 @@ mod daemon_loop;
 mod gc;
 mod git_access;
 mod least_privilege;
+mod rollout;

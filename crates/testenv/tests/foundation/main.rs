@@ -141,3 +141,100 @@ fn git_over_ssh_refuses_an_unknown_host_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_ground_is_a_supported_kubernetes_whose_simulated_nodes_run_pods() {
+    let cluster = Cluster::shared();
+    let version: serde_json::Value = serde_json::from_str(&tether_testenv::run(
+        cluster.kubectl().args(["get", "--raw", "/version"]),
+    ))
+    .unwrap();
+    let minor: u32 = version["minor"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('+')
+        .parse()
+        .unwrap();
+    assert!(
+        version["major"] == "1" && minor >= 33,
+        "tether's users run Kubernetes 1.33 or later; this server is {version}"
+    );
+
+    let ns = cluster.namespace("foundation-pod");
+    tether_testenv::run(cluster.kubectl().args([
+        "-n",
+        &ns.name,
+        "run",
+        "probe",
+        "--image=registry.invalid/probe:1",
+        "--restart=Never",
+    ]));
+    // Scheduled onto a simulated node and reported Ready by it, as a kubelet would.
+    tether_testenv::run(cluster.kubectl().args([
+        "-n",
+        &ns.name,
+        "wait",
+        "pod/probe",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]));
+    let node = tether_testenv::run(cluster.kubectl().args([
+        "-n",
+        &ns.name,
+        "get",
+        "pod/probe",
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]));
+    assert!(node.starts_with("kwok-node-"), "scheduled onto {node:?}");
+}
+
+#[test]
+fn kustomize_and_helm_are_on_hand_and_render_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path().join("k");
+    std::fs::create_dir_all(&k).unwrap();
+    std::fs::write(
+        k.join("kustomization.yaml"),
+        "namePrefix: staging-\nresources: [cm.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        k.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    let out = tether_testenv::run(
+        std::process::Command::new(tether_testenv::tool("kustomize"))
+            .arg("build")
+            .arg(&k),
+    );
+    assert!(out.contains("name: staging-app"), "{out}");
+
+    let chart = tmp.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: probe\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), "color: blue\n").unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}}\ndata: {color: {{ .Values.color }}}\n",
+    )
+    .unwrap();
+    let out = tether_testenv::run(
+        std::process::Command::new(tether_testenv::tool("helm"))
+            .args(["template", "demo"])
+            .arg(&chart)
+            .args(["--set", "color=red"])
+            .env("HELM_CACHE_HOME", tmp.path().join("helm-cache"))
+            .env("HELM_CONFIG_HOME", tmp.path().join("helm-config"))
+            .env("HELM_DATA_HOME", tmp.path().join("helm-data")),
+    );
+    assert!(
+        out.contains("name: demo") && out.contains("color: red"),
+        "{out}"
+    );
+}
