@@ -1,9 +1,13 @@
-//! Legacy discovery (one request per group version, all in parallel): works on every server tether supports,
-//! and one unavailable aggregated API only affects the objects of that group instead of every sync.
+//! Discovery: which kinds the server serves. Aggregated discovery (`apidiscovery.k8s.io/v2`, GA since 1.30,
+//! so every supported server has it) answers in two requests; the legacy path (one request per group
+//! version) is the fallback for servers or proxies that do not offer it. Either way, one unavailable
+//! aggregated API only affects the objects of that group instead of every sync.
 
 use std::collections::{BTreeMap, HashMap};
 
 use futures::{stream, StreamExt};
+use kube::core::discovery::v2::{APIGroupDiscoveryList, ACCEPT_AGGREGATED_DISCOVERY_V2};
+use serde_json::Value;
 use tether_plan::Kind;
 
 use crate::error::Error;
@@ -18,13 +22,98 @@ pub struct Kinds {
     pub unavailable: Vec<(String, String)>,
 }
 
+/// One served resource, as either discovery path reports it.
+struct Served {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+    listable: bool,
+}
+
+fn api(what: &str) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.to_owned();
+    move |source| Error::Api { what, source }
+}
+
 impl Kinds {
     /// Asks the server for every group version it serves.
     pub async fn discover(client: &kube::Client) -> Result<Kinds, Error> {
-        let api = |what: &str| {
-            let what = what.to_owned();
-            move |source| Error::Api { what, source }
-        };
+        if let Some(kinds) = Self::discover_aggregated(client).await? {
+            return Ok(kinds);
+        }
+        tracing::debug!(
+            component = "discovery",
+            "no aggregated discovery; asking each group version"
+        );
+        Self::discover_legacy(client).await
+    }
+
+    /// Aggregated discovery of `/api` and `/apis`; `None` when the server answers in the legacy format.
+    pub async fn discover_aggregated(client: &kube::Client) -> Result<Option<Kinds>, Error> {
+        let mut kinds = Kinds::default();
+        for path in ["/api", "/apis"] {
+            let req = http::Request::get(path)
+                .header(http::header::ACCEPT, ACCEPT_AGGREGATED_DISCOVERY_V2)
+                .body(Vec::new())
+                .map_err(|e| api(&format!("discovery of {path}"))(kube::Error::HttpError(e)))?;
+            let doc: Value = client
+                .request(req)
+                .await
+                .map_err(api(&format!("discovery of {path}")))?;
+            // The Accept header ends in plain JSON, so a server without aggregated discovery answers with
+            // an APIVersions/APIGroupList; only a discovery list is read as one.
+            if doc.get("kind").and_then(Value::as_str) != Some("APIGroupDiscoveryList") {
+                return Ok(None);
+            }
+            let list: APIGroupDiscoveryList = serde_json::from_value(doc)
+                .map_err(|e| api(&format!("discovery of {path}"))(kube::Error::SerdeError(e)))?;
+            kinds.add_aggregated(list);
+        }
+        Ok(Some(kinds))
+    }
+
+    /// Adds what one aggregated discovery document lists. Versions the aggregator reports as `Stale`
+    /// (their API service is down) are unavailable, as a failed legacy request would be.
+    fn add_aggregated(&mut self, list: APIGroupDiscoveryList) {
+        for g in list.items {
+            let group = g.metadata.and_then(|m| m.name).unwrap_or_default();
+            for v in g.versions {
+                let version = v.version.unwrap_or_default();
+                if v.freshness.as_deref() == Some("Stale") {
+                    let gv = if group.is_empty() {
+                        version.clone()
+                    } else {
+                        format!("{group}/{version}")
+                    };
+                    tracing::warn!(component = "discovery", group_version = %gv,
+                        "API group unavailable: its discovery is stale");
+                    self.unavailable
+                        .push((gv, "the aggregated API's discovery is stale".into()));
+                    continue;
+                }
+                for r in v.resources {
+                    let (Some(plural), Some(kind)) =
+                        (r.resource, r.response_kind.and_then(|k| k.kind))
+                    else {
+                        continue;
+                    };
+                    self.add(Served {
+                        group: group.clone(),
+                        version: version.clone(),
+                        kind,
+                        plural,
+                        namespaced: r.scope.as_deref() == Some("Namespaced"),
+                        listable: r.verbs.iter().any(|v| v == "list"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Legacy discovery: one request per group version, all in parallel.
+    pub async fn discover_legacy(client: &kube::Client) -> Result<Kinds, Error> {
         let core = client
             .list_core_api_versions()
             .await
@@ -46,7 +135,8 @@ impl Kinds {
                 };
                 (gv, res)
             })
-            .buffer_unordered(8)
+            // In order, so each kind's preferred version (listed first) is the one kept as listable.
+            .buffered(8)
             .collect()
             .await;
         let mut kinds = Kinds::default();
@@ -58,20 +148,14 @@ impl Kinds {
                         if r.name.contains('/') {
                             continue; // subresources
                         }
-                        let kind = Kind {
+                        kinds.add(Served {
                             group: group.to_owned(),
                             version: version.to_owned(),
+                            listable: r.verbs.iter().any(|v| v == "list"),
                             kind: r.kind,
                             plural: r.name,
                             namespaced: r.namespaced,
-                        };
-                        if kind.namespaced && r.verbs.iter().any(|v| v == "list") {
-                            kinds
-                                .listable
-                                .entry((kind.group.clone(), kind.kind.clone()))
-                                .or_insert_with(|| kind.clone());
-                        }
-                        kinds.insert(kind);
+                        });
                     }
                 }
                 Err(e) => {
@@ -81,6 +165,23 @@ impl Kinds {
             }
         }
         Ok(kinds)
+    }
+
+    fn add(&mut self, s: Served) {
+        let kind = Kind {
+            group: s.group,
+            version: s.version,
+            kind: s.kind,
+            plural: s.plural,
+            namespaced: s.namespaced,
+        };
+        if kind.namespaced && s.listable {
+            // Both paths list a group's versions in order of preference: the first one listed stays.
+            self.listable
+                .entry((kind.group.clone(), kind.kind.clone()))
+                .or_insert_with(|| kind.clone());
+        }
+        self.insert(kind);
     }
 
     /// Adds or replaces a kind (used for kinds defined by CRDs in the same commit).
@@ -98,6 +199,11 @@ impl Kinds {
             .cloned()
     }
 
+    /// Every kind served, each version on its own.
+    pub fn served(&self) -> impl Iterator<Item = &Kind> {
+        self.by_gvk.values()
+    }
+
     /// Every namespaced kind that can be listed, once each.
     pub fn namespaced_listable(&self) -> impl Iterator<Item = &Kind> {
         self.listable.values()
@@ -107,5 +213,77 @@ impl Kinds {
     pub fn contains(&self, kind: &Kind) -> bool {
         self.by_gvk
             .contains_key(&(kind.group.clone(), kind.version.clone(), kind.kind.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn aggregated(doc: Value) -> Kinds {
+        let mut k = Kinds::default();
+        k.add_aggregated(serde_json::from_value(doc).unwrap());
+        k
+    }
+
+    #[test]
+    fn aggregated_discovery_gives_kinds_scopes_and_listable_preferred_versions() {
+        let k = aggregated(json!({
+            "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "items": [
+                {"metadata": {"name": "autoscaling"}, "versions": [
+                    {"version": "v2", "freshness": "Current", "resources": [
+                        {"resource": "horizontalpodautoscalers", "scope": "Namespaced",
+                         "responseKind": {"group": "", "version": "", "kind": "HorizontalPodAutoscaler"},
+                         "verbs": ["create", "get", "list", "patch"],
+                         "subresources": [{"subresource": "status", "verbs": ["get"]}]}]},
+                    {"version": "v1", "freshness": "Current", "resources": [
+                        {"resource": "horizontalpodautoscalers", "scope": "Namespaced",
+                         "responseKind": {"group": "", "version": "", "kind": "HorizontalPodAutoscaler"},
+                         "verbs": ["list"]}]}]},
+                {"metadata": {"name": "rbac.authorization.k8s.io"}, "versions": [
+                    {"version": "v1", "resources": [
+                        {"resource": "clusterroles", "scope": "Cluster",
+                         "responseKind": {"group": "", "version": "", "kind": "ClusterRole"},
+                         "verbs": ["list"]}]}]}
+            ]
+        }));
+        let hpa = k
+            .resolve("autoscaling", "v2", "HorizontalPodAutoscaler")
+            .unwrap();
+        assert_eq!(hpa.plural, "horizontalpodautoscalers");
+        assert!(hpa.namespaced);
+        assert!(k
+            .resolve("autoscaling", "v1", "HorizontalPodAutoscaler")
+            .is_some());
+        assert!(
+            !k.resolve("rbac.authorization.k8s.io", "v1", "ClusterRole")
+                .unwrap()
+                .namespaced
+        );
+        // One listable version per namespaced kind: the preferred (first) one.
+        let listable: Vec<_> = k
+            .namespaced_listable()
+            .map(|k| (k.kind.as_str(), k.version.as_str()))
+            .collect();
+        assert_eq!(listable, [("HorizontalPodAutoscaler", "v2")]);
+        assert!(k.unavailable.is_empty());
+    }
+
+    #[test]
+    fn stale_aggregated_versions_are_unavailable_not_served() {
+        let k = aggregated(json!({
+            "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "items": [{"metadata": {"name": "metrics.k8s.io"}, "versions": [
+                {"version": "v1beta1", "freshness": "Stale", "resources": [
+                    {"resource": "pods", "scope": "Namespaced",
+                     "responseKind": {"group": "", "version": "", "kind": "PodMetrics"}, "verbs": ["list"]}]}]}]
+        }));
+        assert!(k
+            .resolve("metrics.k8s.io", "v1beta1", "PodMetrics")
+            .is_none());
+        assert_eq!(k.unavailable.len(), 1);
+        assert_eq!(k.unavailable[0].0, "metrics.k8s.io/v1beta1");
     }
 }
