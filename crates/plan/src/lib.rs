@@ -5,13 +5,11 @@
 //! tested without a cluster. `tether-apply` gathers the inputs and carries out the plan.
 
 mod compare;
-mod defaults;
 pub mod gc;
 mod kinds;
 mod prepare;
 
 pub use compare::{is_subset, strip_volatile};
-pub use defaults::fill_native_defaults;
 pub use kinds::{kinds_from_crds, rank, Kind};
 pub use prepare::{
     checksum_of, decide, owner_mark, prepare, Action, Desired, Entry, NamespaceFilter, PlanError,

@@ -164,7 +164,6 @@ pub fn prepare(
 
         let mut body = r.object;
         set_namespace(&mut body, namespace.as_deref());
-        crate::defaults::fill_native_defaults(&mut body);
         let checksum = checksum_of(&body);
         let meta = metadata_mut(&mut body);
         map_mut(meta, "labels").insert(SYNC_LABEL.into(), sync_name.into());
