@@ -103,7 +103,8 @@ build_all() {
     -X $cpkg.gitVersion=$kv -X $cpkg.gitMajor=1 -X $cpkg.gitMinor=$kminor -X $cpkg.gitTreeState=clean" \
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
-    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
+    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
+    kubectl=k8s.io/kubernetes/cmd/kubectl
   build etcd "" etcd=go.etcd.io/etcd/server/v3
   build kwok "" kwok=sigs.k8s.io/kwok/cmd/kwok
   kwok_stages

@@ -119,6 +119,8 @@ EOF
 up() {
   local kube etcd kwok=
   kube=$(tool_bin kube)
+  # The kubectl of the server's own release (the machine's may be several minors older).
+  PATH=$kube:$PATH
   etcd=$(tool_bin etcd)
   [[ $nodes == 0 ]] || kwok=$(tool_bin kwok)
   if [[ -f $dir/pids ]] && kill -0 $(cat "$dir/pids") 2>/dev/null; then
@@ -130,8 +132,15 @@ up() {
   mkdir -p "$dir/pki"
   : >"$dir/pids"
   : >"$dir/procs"
-  # A failed start must not leave half a plane behind.
+  # A failed or interrupted start must not leave half a plane behind.
   trap 'log "start failed; cleaning up"; down_quiet' ERR
+  trap 'log "interrupted; cleaning up"; down_quiet; exit 130' INT TERM
+  if [[ -n $owner ]]; then
+    # Stop with the owner (a test binary), also when it dies while this script is still starting the plane:
+    # `down` is idempotent, so a normal `down` first is harmless.
+    setsid bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; exec '$here/cluster.sh' down --dir '$dir'" \
+      >/dev/null 2>&1 </dev/null &
+  fi
 
   local pki=$dir/pki
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=tether-local-ca \
@@ -251,12 +260,7 @@ EOF
   wait_ready kube-controller-manager 60 \
     kubectl --kubeconfig "$dir/admin.kubeconfig" -n default get serviceaccount default
 
-  trap - ERR
-  if [[ -n $owner ]]; then
-    # Stop with the owner (a test binary): `down` is idempotent, so a normal `down` first is harmless.
-    setsid bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; exec '$here/cluster.sh' down --dir '$dir'" \
-      >/dev/null 2>&1 </dev/null &
-  fi
+  trap - ERR INT TERM
   log "control plane $("$kube/kube-apiserver" --version) up, $nodes simulated node(s): kubectl --kubeconfig $dir/admin.kubeconfig get ns"
   print_env
 }

@@ -8,6 +8,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
 
 bash scripts/setup.sh
+# kubectl of the control plane's release (the machine's may be several minors older).
+PATH=$(bash scripts/build-tools.sh bin kube):$PATH
+export PATH
 eval "$(bash scripts/cluster.sh up)"
 echo "== building tether" >&2
 cargo build --release -q -p tether

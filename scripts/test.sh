@@ -7,6 +7,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
 
 bash scripts/setup.sh
+# kubectl of the control plane's release first on PATH, for the tests and the benchmark smoke test.
+PATH=$(bash scripts/build-tools.sh bin kube):$PATH
+export PATH
 
 dir=$(mktemp -d /tmp/tether-test-cluster.XXXXXX)
 trap 'bash scripts/cluster.sh down --dir "$dir/plane"' EXIT

@@ -75,9 +75,10 @@ impl Cluster {
         client_for(kc).await
     }
 
-    /// `kubectl --kubeconfig <admin>`.
+    /// `kubectl --kubeconfig <admin>`, with the kubectl of the control plane's release.
     pub fn kubectl(&self) -> Command {
-        let mut cmd = Command::new("kubectl");
+        static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
+        let mut cmd = Command::new(KUBECTL.get_or_init(|| crate::tool("kubectl")));
         cmd.arg("--kubeconfig").arg(&self.kubeconfig);
         cmd
     }

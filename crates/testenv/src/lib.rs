@@ -51,11 +51,16 @@ pub fn run(cmd: &mut std::process::Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The path of a test-ground tool that `scripts/setup.sh` builds and caches: `kustomize`, `helm`, `kwok` or
-/// `etcd` (each built from its pinned module in `testenv/<name>/`).
+/// The path of a test-ground tool that `scripts/setup.sh` builds and caches from its pinned module in
+/// `testenv/<module>/`: `kustomize`, `helm`, `kwok`, `etcd`, or `kubectl` and the control-plane binaries
+/// (module `kube`).
 pub fn tool(name: &str) -> PathBuf {
+    let module = match name {
+        "kubectl" | "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" => "kube",
+        other => other,
+    };
     let dir = run(std::process::Command::new("bash")
         .arg(repo_root().join("scripts/build-tools.sh"))
-        .args(["bin", name]));
+        .args(["bin", module]));
     PathBuf::from(dir.trim()).join(name)
 }
