@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::{stream, StreamExt};
 use kube::core::discovery::v2::{APIGroupDiscoveryList, ACCEPT_AGGREGATED_DISCOVERY_V2};
 use serde_json::Value;
+use tether_core::id::split_api_version;
 use tether_plan::Kind;
 
 use crate::error::Error;
@@ -141,7 +142,7 @@ impl Kinds {
             .await;
         let mut kinds = Kinds::default();
         for (gv, res) in results {
-            let (group, version) = gv.rsplit_once('/').unwrap_or(("", gv.as_str()));
+            let (group, version) = split_api_version(&gv);
             match res {
                 Ok(list) => {
                     for r in list.resources {

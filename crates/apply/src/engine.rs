@@ -3,14 +3,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures::{stream, StreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::ApiResource;
+use kube::runtime::wait::{await_condition, conditions};
 use serde_json::Value;
+use tether_core::id::split_api_version;
 use tether_core::{ObjectId, ObjectRef, Provenance, Resource, FIELD_MANAGER};
 use tether_plan::{
-    decide, kinds_from_crds, prepare, rank, strip_volatile, Action, Desired, Entry, Kind,
-    NamespaceFilter, SYNC_LABEL,
+    decide, kinds_from_crds, prepare, stages, strip_volatile, waves, Action, Desired, Entry, Kind,
+    NamespaceFilter, Stages, SYNC_LABEL,
 };
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -146,23 +150,11 @@ impl Engine {
             .collect();
         drop(live);
 
-        let new_namespaces: BTreeSet<&str> = entries
-            .iter()
-            .filter(|e| e.desired.kind.is_namespace() && e.action == Action::Create)
-            .map(|e| e.desired.id.name.as_str())
-            .collect();
-
-        // Split the writes into stages: Namespaces and CRDs first; objects that need one of those created
-        // by this commit can only be validated once they exist.
-        let mut first = Vec::new();
-        let mut now = Vec::new();
-        let mut deferred = Vec::new();
         let mut outcomes: HashMap<ObjectId, Outcome> = HashMap::new();
-        for (i, e) in entries.iter().enumerate() {
+        for e in &entries {
             match e.action {
                 Action::Unchanged => {
                     outcomes.insert(e.desired.id.clone(), Outcome::Unchanged);
-                    continue;
                 }
                 Action::IgnoredLive => {
                     info!(component = "apply", object = %e.desired.id, "skipped: ignore annotation on the live object");
@@ -170,25 +162,15 @@ impl Engine {
                         e.desired.id.clone(),
                         Outcome::Skipped("ignore annotation on the live object".into()),
                     );
-                    continue;
                 }
                 Action::Create | Action::Update | Action::Verify => {}
             }
-            let k = &e.desired.kind;
-            if k.is_namespace() || k.is_crd() {
-                first.push(i);
-            } else if !server.contains(k)
-                || e.desired
-                    .id
-                    .namespace
-                    .as_deref()
-                    .is_some_and(|ns| new_namespaces.contains(ns))
-            {
-                deferred.push(i);
-            } else {
-                now.push(i);
-            }
         }
+        let Stages {
+            first,
+            now,
+            deferred,
+        } = stages(&entries, |k| server.contains(k));
 
         // 1. Validate everything that can be validated before any write.
         let mut writes = self
@@ -202,17 +184,10 @@ impl Engine {
 
         // 2. Namespaces, then CRDs.
         let mut created_first: Vec<&Desired> = Vec::new();
-        let first_writes: Vec<usize> = first
-            .iter()
-            .copied()
-            .filter(|i| writes.contains(i))
-            .collect();
-        for crds in [false, true] {
-            let wave: Vec<usize> = first_writes
-                .iter()
-                .copied()
-                .filter(|&i| entries[i].desired.kind.is_crd() == crds)
-                .collect();
+        for wave in waves(
+            &entries,
+            first.iter().copied().filter(|i| writes.contains(i)),
+        ) {
             let failures = self
                 .apply_wave(&entries, &wave, opts.concurrency, &mut outcomes)
                 .await;
@@ -226,8 +201,9 @@ impl Engine {
                 return Err(Error::ApplyFailed(failures));
             }
         }
-        let new_crds: Vec<&Desired> = first_writes
+        let new_crds: Vec<&Desired> = first
             .iter()
+            .filter(|i| writes.contains(i))
             .map(|&i| &entries[i].desired)
             .filter(|d| d.kind.is_crd())
             .collect();
@@ -257,27 +233,18 @@ impl Engine {
         }
 
         // 4. Everything else, rank by rank.
-        let mut rest: Vec<usize> = now
+        let rest = now
             .into_iter()
             .chain(deferred)
-            .filter(|i| writes.contains(i))
-            .collect();
-        rest.sort_by_key(|&i| rank(&entries[i].desired.kind.kind));
-        let mut start = 0;
-        while start < rest.len() {
-            let r = rank(&entries[rest[start]].desired.kind.kind);
-            let end = rest[start..]
-                .iter()
-                .position(|&i| rank(&entries[i].desired.kind.kind) != r)
-                .map_or(rest.len(), |p| start + p);
+            .filter(|i| writes.contains(i));
+        for wave in waves(&entries, rest) {
             let failures = self
-                .apply_wave(&entries, &rest[start..end], opts.concurrency, &mut outcomes)
+                .apply_wave(&entries, &wave, opts.concurrency, &mut outcomes)
                 .await;
             if !failures.is_empty() {
                 self.rollback(&created_first).await;
                 return Err(Error::ApplyFailed(failures));
             }
-            start = end;
         }
 
         for e in entries {
@@ -482,7 +449,7 @@ impl Engine {
     ) -> Result<BTreeSet<usize>, Error> {
         // Each result is reduced to "does it need a write" inside its future, so thousands of dry-run
         // responses are never held in memory at once.
-        let results: Vec<(usize, Result<bool, String>)> = stream::iter(which)
+        let results: Vec<(usize, Result<bool, kube::Error>)> = stream::iter(which)
             .map(|i| async move {
                 let e = &entries[i];
                 let res = self.patch(&e.desired, true).await.map(|result| {
@@ -501,10 +468,10 @@ impl Engine {
         for (i, res) in results {
             let e = &entries[i];
             match res {
-                Err(message) => failures.push(ObjectFailure {
+                Err(error) => failures.push(ObjectFailure {
                     id: e.desired.id.clone(),
                     at: e.desired.source.clone(),
-                    message,
+                    error,
                 }),
                 Ok(false) => {
                     // Only the server's normalisation differed (e.g. `0.5` → `500m`): nothing to write.
@@ -535,7 +502,7 @@ impl Engine {
         concurrency: usize,
         outcomes: &mut HashMap<ObjectId, Outcome>,
     ) -> Vec<ObjectFailure> {
-        let results: Vec<(usize, Result<(), String>)> = stream::iter(wave.iter().copied())
+        let results: Vec<(usize, Result<(), kube::Error>)> = stream::iter(wave.iter().copied())
             .map(|i| async move { (i, self.patch(&entries[i].desired, false).await.map(drop)) })
             .buffer_unordered(concurrency.max(1))
             .collect()
@@ -559,10 +526,10 @@ impl Engine {
                     info!(component = "apply", object = %d.id, source = %d.source, action);
                     outcomes.insert(d.id.clone(), outcome);
                 }
-                Err(message) => failures.push(ObjectFailure {
+                Err(error) => failures.push(ObjectFailure {
                     id: d.id.clone(),
                     at: d.source.clone(),
-                    message,
+                    error,
                 }),
             }
         }
@@ -570,27 +537,24 @@ impl Engine {
     }
 
     /// Server-side apply (or its dry-run) of one object, forcing conflicts as the owner of Git's fields.
-    async fn patch(&self, d: &Desired, dry_run: bool) -> Result<DynamicObject, String> {
+    async fn patch(&self, d: &Desired, dry_run: bool) -> Result<DynamicObject, kube::Error> {
         let api = self.api(&d.kind, d.id.namespace.as_deref());
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         params.dry_run = dry_run;
         // A custom resource whose CRD was created a moment ago can 404 until the server has wired it up.
-        let mut delay = Duration::from_millis(100);
-        let mut attempts = 0;
-        loop {
-            match api.patch(&d.id.name, &params, &Patch::Apply(&d.body)).await {
-                Ok(o) => return Ok(o),
-                Err(kube::Error::Api(s))
-                    if s.code == 404 && attempts < 30 && !d.kind.is_namespace() =>
-                {
-                    attempts += 1;
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-                Err(kube::Error::Api(s)) => return Err(s.message.clone()),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
+        let not_served_yet = |e: &kube::Error| {
+            matches!(e, kube::Error::Api(s) if s.code == 404) && !d.kind.is_namespace()
+        };
+        let body = Patch::Apply(&d.body);
+        let send = || api.patch(&d.id.name, &params, &body);
+        send.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(1))
+                .with_max_times(30),
+        )
+        .when(not_served_yet)
+        .await
     }
 
     /// Removes Namespaces and CRDs that this sync created, so a failed commit leaves the cluster as it was.
@@ -608,24 +572,25 @@ impl Engine {
         }
     }
 
-    /// Waits (up to 30 s) until new CRDs are established, so their custom resources can be validated.
+    /// Waits until new CRDs are established, so their custom resources can be validated. One that is not
+    /// within 30 s is reported; its custom resources then fail their dry-run with the server's reason.
     async fn wait_established(&self, crds: &[&Desired]) {
-        for d in crds {
-            let api = self.api(&d.kind, None);
-            for _ in 0..150 {
-                if let Ok(o) = api.get(&d.id.name).await {
-                    let established = o.data["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True");
-                    if established {
-                        break;
-                    }
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        futures::future::join_all(crds.iter().map(|d| {
+            let established =
+                await_condition(api.clone(), &d.id.name, conditions::is_crd_established());
+            async move {
+                match tokio::time::timeout(CRD_ESTABLISHED_TIMEOUT, established).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(component = "apply", object = %d.id, error = %e,
+                        "cannot watch the CRD until it is established"),
+                    Err(_) => warn!(component = "apply", object = %d.id,
+                        timeout = ?CRD_ESTABLISHED_TIMEOUT,
+                        "the CRD is not established in time; its custom resources may be rejected"),
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-        }
+        }))
+        .await;
     }
 
     pub(crate) fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -655,6 +620,9 @@ pub(crate) fn list_key(kind: &Kind, namespace: Option<&str>) -> ListKey {
     )
 }
 
+/// How long a sync waits for the CRDs it created to be served.
+const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Objects per LIST page.
 const LIST_PAGE: u32 = 500;
 
@@ -675,9 +643,6 @@ fn to_live(o: DynamicObject, kind: &Kind) -> Option<Value> {
 
 /// True when the kind of `r` is known to `kinds`.
 fn resolves(kinds: &Kinds, r: &Resource) -> bool {
-    let (group, version) = r
-        .api_version()
-        .rsplit_once('/')
-        .unwrap_or(("", r.api_version()));
+    let (group, version) = split_api_version(r.api_version());
     kinds.resolve(group, version, r.kind()).is_some()
 }

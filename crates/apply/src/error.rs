@@ -5,20 +5,38 @@ use std::fmt;
 use tether_core::{ObjectId, Provenance};
 use tether_plan::PlanError;
 
-/// The server rejected one object.
-#[derive(Debug, Clone)]
+/// The server rejected one object, or could not be asked about it.
+#[derive(Debug)]
 pub struct ObjectFailure {
     /// The object.
     pub id: ObjectId,
     /// Its file and line in Git.
     pub at: Provenance,
-    /// The API server's message.
-    pub message: String,
+    /// What the client reported: the API server's status, or why no answer came.
+    pub error: kube::Error,
+}
+
+impl ObjectFailure {
+    /// The API server's own message when it answered, else the client's.
+    pub fn message(&self) -> String {
+        match &self.error {
+            kube::Error::Api(s) => s.message.clone(),
+            e => e.to_string(),
+        }
+    }
+
+    /// The HTTP status the server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match &self.error {
+            kube::Error::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ObjectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.id, self.at, self.message)
+        write!(f, "{} ({}): {}", self.id, self.at, self.message())
     }
 }
 

@@ -16,7 +16,7 @@ use crate::error::Error;
 /// What garbage collection did.
 #[derive(Debug, Clone, Default)]
 pub struct PruneReport {
-    /// Deleted.
+    /// Deleted by this sync.
     pub deleted: Vec<ObjectRef>,
     /// Would have been deleted (dry-run mode).
     pub would_delete: Vec<ObjectRef>,

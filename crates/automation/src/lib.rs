@@ -3,12 +3,13 @@
 
 pub mod credentials;
 pub mod list;
+pub mod policy;
 pub mod run;
 pub mod update;
 pub mod workload;
 pub mod yaml_edit;
 
 pub use list::{list_images, render_table, ContainerImages};
-pub use run::{Automation, AutomationConfig, Pass};
+pub use run::{Automation, AutomationConfig, ContainerError, Pass, WorkloadError};
 pub use update::{commit_message, write_updates, ImageUpdate, UpdateError};
 pub use workload::{workloads, Container, Workload};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tether_core::ObjectId;
 use tether_registry::{Credentials, ImageRef, RegistryClient, TagPolicy};
+use tether_render::{Snapshot, SnapshotError};
 use tether_source::Repo;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -34,8 +35,73 @@ pub struct Pass {
     pub updates: Vec<ImageUpdate>,
     /// The pushed commit.
     pub commit: Option<String>,
-    /// Workloads (or containers) that could not be considered, with the reason.
-    pub errors: Vec<(ObjectId, String)>,
+    /// Workloads that could not be considered, with why.
+    pub errors: Vec<(ObjectId, WorkloadError)>,
+}
+
+impl Pass {
+    /// The stable label of the first failure, for metrics; `None` when every workload was checked.
+    pub fn failure_label(&self) -> Option<&'static str> {
+        self.errors.first().map(|(_, e)| e.label())
+    }
+}
+
+/// Why one container of a workload could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// Its tag policy annotation is unusable.
+    #[error("container {container}: {source}")]
+    Policy {
+        /// The container.
+        container: String,
+        /// What is wrong with the annotation.
+        source: tether_registry::policy::PolicyError,
+    },
+    /// Its image reference does not parse.
+    #[error("container {container}: {source}")]
+    Image {
+        /// The container.
+        container: String,
+        /// What is wrong with the reference.
+        source: tether_registry::ReferenceError,
+    },
+    /// The registry could not be asked.
+    #[error("container {container}: {source}")]
+    Registry {
+        /// The container.
+        container: String,
+        /// What the registry client reported.
+        source: tether_registry::Error,
+    },
+}
+
+impl ContainerError {
+    /// A short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ContainerError::Policy { .. } => "policy",
+            ContainerError::Image { .. } => "image_reference",
+            ContainerError::Registry { source, .. } => match source.label() {
+                "rate_limited" => "registry_rate_limited",
+                "unauthorized" => "registry_unauthorized",
+                "not_found" => "registry_not_found",
+                "transport" => "registry_transport",
+                _ => "registry",
+            },
+        }
+    }
+}
+
+/// Why a workload could not be checked: one error per container that failed (at least one).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct WorkloadError(pub Vec<ContainerError>);
+
+impl WorkloadError {
+    /// The label of its first container's failure.
+    pub fn label(&self) -> &'static str {
+        self.0.first().map_or("workload", ContainerError::label)
+    }
 }
 
 /// A pass failed as a whole (git, or the manifests do not render).
@@ -55,6 +121,27 @@ pub enum Error {
         "the branch moved during each of {PUSH_ATTEMPTS} attempts to push; retrying next pass"
     )]
     Contended,
+}
+
+impl From<SnapshotError> for Error {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Source(e) => Error::Source(e),
+            SnapshotError::Render(e) => Error::Render(e),
+        }
+    }
+}
+
+impl Error {
+    /// A short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Source(e) => e.label(),
+            Error::Render(_) => "render",
+            Error::Update(_) => "update",
+            Error::Contended => "contended",
+        }
+    }
 }
 
 /// The automation loop's state: registry client (with its cache), cluster client for credentials, the clone.
@@ -83,13 +170,8 @@ impl Automation {
 
     /// Runs one pass.
     pub async fn run_once(&self) -> Result<Pass, Error> {
-        let resources = {
-            let repo = self.repo.lock().await;
-            let head = repo.fetch().await?;
-            let wt = repo.worktree("automation", &head).await?;
-            tether_render::render(wt.path(), &self.cfg.paths)?
-        };
-        let candidates: Vec<Workload> = workloads(&resources, &self.cfg.default_namespace)
+        let snapshot = Snapshot::head(&*self.repo.lock().await, &self.cfg.paths).await?;
+        let candidates: Vec<Workload> = workloads(&snapshot.resources, &self.cfg.default_namespace)
             .into_iter()
             .filter(Workload::is_automatable)
             .collect();
@@ -128,7 +210,10 @@ impl Automation {
     }
 
     /// The updates one workload's containers need, or why it could not be considered.
-    async fn scan_workload(&self, w: Workload) -> (ObjectId, Result<Vec<ImageUpdate>, String>) {
+    async fn scan_workload(
+        &self,
+        w: Workload,
+    ) -> (ObjectId, Result<Vec<ImageUpdate>, WorkloadError>) {
         let creds = crate::credentials::for_workload(&self.kube, &w, &self.cfg.docker_config).await;
         let mut updates = Vec::new();
         let mut errors = Vec::new();
@@ -142,13 +227,13 @@ impl Automation {
                     to,
                 }),
                 Ok(None) => {}
-                Err(e) => errors.push(format!("container {}: {e}", c.name)),
+                Err(e) => errors.push(e),
             }
         }
         let result = if errors.is_empty() {
             Ok(updates)
         } else {
-            Err(errors.join("; "))
+            Err(WorkloadError(errors))
         };
         (w.id, result)
     }
@@ -160,9 +245,18 @@ impl Automation {
         container: &str,
         image: &str,
         creds: &Credentials,
-    ) -> Result<Option<String>, String> {
-        let policy: TagPolicy = w.policy(container).map_err(|e| e.to_string())?;
-        let current = ImageRef::parse(image).map_err(|e| e.to_string())?;
+    ) -> Result<Option<String>, ContainerError> {
+        let container_name = || container.to_owned();
+        let policy: TagPolicy = w
+            .policy(container)
+            .map_err(|source| ContainerError::Policy {
+                container: container_name(),
+                source,
+            })?;
+        let current = ImageRef::parse(image).map_err(|source| ContainerError::Image {
+            container: container_name(),
+            source,
+        })?;
         if current.digest.is_some() {
             return Ok(None); // pinned by digest: a person chose exactly this image
         }
@@ -170,7 +264,10 @@ impl Automation {
             .registry
             .candidates(&current.repo, &policy, creds)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| ContainerError::Registry {
+                container: container_name(),
+                source,
+            })?;
         let Some(newest) = policy.newest(&tags) else {
             return Ok(None);
         };

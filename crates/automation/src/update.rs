@@ -30,7 +30,7 @@ pub enum UpdateError {
     Io {
         /// The file.
         file: String,
-        /// Cause.
+        /// Why the file system refused.
         #[source]
         source: std::io::Error,
     },
@@ -39,7 +39,7 @@ pub enum UpdateError {
     Edit {
         /// The file.
         file: String,
-        /// Cause.
+        /// Why the editor refused.
         #[source]
         source: EditError,
     },

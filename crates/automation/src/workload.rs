@@ -3,10 +3,10 @@
 use serde_json::Value;
 use tether_core::policy::{self, names, Ignore};
 use tether_core::resource::Annotations;
-use tether_core::{ObjectId, Provenance, Resource};
-use tether_registry::policy::{policy_for, PolicyError, TagPolicy};
+use tether_core::{workload, ObjectId, Provenance, Resource};
+use tether_registry::policy::{PolicyError, TagPolicy};
 
-use crate::yaml_edit::WORKLOAD_KINDS;
+use crate::policy::policy_for;
 
 /// One container (or init container) of a workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,15 +72,12 @@ impl Workload {
 pub fn workloads(resources: &[Resource], default_namespace: &str) -> Vec<Workload> {
     let mut out = Vec::new();
     for r in resources {
-        if !WORKLOAD_KINDS.contains(&r.kind()) {
+        if !workload::is_workload(r.kind()) {
             continue;
         }
-        let spec = if r.kind() == "CronJob" {
-            r.object.pointer("/spec/jobTemplate/spec/template/spec")
-        } else {
-            r.object.pointer("/spec/template/spec")
+        let Some(spec) = workload::pod_spec(&r.object) else {
+            continue;
         };
-        let Some(spec) = spec else { continue };
         let mut containers = Vec::new();
         for (list, init) in [("initContainers", true), ("containers", false)] {
             for c in spec

@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
+use crate::flags::{RegistryArgs, SourceArgs};
 use clap::{Args, ValueEnum};
 use tether_core::ObjectId;
-use tether_daemon::config::{RegistryArgs, SourceArgs};
 use tether_registry::RegistryClient;
+use tether_render::Snapshot;
 use tether_source::Repo;
 
 /// Output format.
@@ -61,10 +62,9 @@ pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
     };
     let result = rt.block_on(async {
         let repo = Repo::open(source.git.clone(), &source.cache_dir).await?;
-        let head = repo.fetch().await?;
-        let tree = repo.checkout(&head).await?;
-        let resources = tether_render::render(tree, &source.paths)?;
-        let workloads = tether_automation::workloads(&resources, &args.k8s_default_namespace);
+        let snapshot = Snapshot::head(&repo, &source.paths).await?;
+        let workloads =
+            tether_automation::workloads(&snapshot.resources, &args.k8s_default_namespace);
         if let Some(o) = &only {
             if !workloads.iter().any(|w| o.matches(&w.id)) {
                 anyhow::bail!(
@@ -99,7 +99,10 @@ pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("tether: {e:#}");
+            eprintln!(
+                "tether: {}",
+                crate::advice::with_advice(e.as_ref(), format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

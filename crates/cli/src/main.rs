@@ -2,12 +2,14 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed, 64 the command line or configuration is invalid.
 
+mod advice;
+mod flags;
 mod images;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tether_daemon::DaemonArgs;
+use flags::DaemonArgs;
 
 /// tether keeps a Kubernetes cluster equal to a Git repository.
 #[derive(Debug, Parser)]
@@ -93,7 +95,11 @@ fn daemon(args: DaemonArgs, automate: bool) -> ExitCode {
                 let list: Vec<String> = pass
                     .errors
                     .iter()
-                    .map(|(id, e)| format!("{id}: {e}"))
+                    .map(|(id, e)| {
+                        let containers: Vec<String> =
+                            e.0.iter().map(|c| advice::explain(c)).collect();
+                        format!("{id}: {}", containers.join("; "))
+                    })
                     .collect();
                 anyhow::bail!(
                     "{} workload(s) could not be checked:\n  {}",
@@ -113,7 +119,10 @@ fn daemon(args: DaemonArgs, automate: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tether: {e:#}");
+            eprintln!(
+                "tether: {}",
+                advice::with_advice(e.as_ref(), format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

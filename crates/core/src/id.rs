@@ -70,7 +70,12 @@ impl fmt::Display for ObjectId {
 
 /// The API group of an `apiVersion` string: `apps/v1` → `apps`, `v1` → `""`.
 pub fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+    split_api_version(api_version).0
+}
+
+/// An `apiVersion` as (group, version): `apps/v1` → (`apps`, `v1`), `v1` → (`""`, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.rsplit_once('/').unwrap_or(("", api_version))
 }
 
 /// A string that is not of the form `namespace:kind/name`.

@@ -1,4 +1,5 @@
-//! Shared vocabulary of tether: object ids, resources with their file:line provenance, and policy annotations.
+//! Shared vocabulary of tether: object ids, resources with their file:line provenance, policy annotations and
+//! workload kinds.
 //!
 //! This crate does no I/O, so every other stage (source, render, plan, apply, record, automation) can depend
 //! on it without pulling in a runtime.
@@ -7,6 +8,7 @@ pub mod id;
 pub mod kind;
 pub mod policy;
 pub mod resource;
+pub mod workload;
 
 pub use id::{ObjectId, ParseIdError};
 pub use kind::{Kind, ObjectRef};

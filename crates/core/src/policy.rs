@@ -7,6 +7,8 @@ use crate::resource::Annotations;
 pub const TETHER_PREFIX: &str = "tether.dev/";
 /// Every prefix a policy is read under, tether's first.
 pub const PREFIXES: [&str; 3] = [TETHER_PREFIX, "fluxcd.io/", "flux.weave.works/"];
+/// Flux v1's other spelling of the `tag.<container>` policy: `filter.fluxcd.io/<container>`.
+pub const FILTER_PREFIX: &str = "filter.fluxcd.io/";
 
 /// Policy names (the part after the prefix).
 pub mod names {
@@ -24,11 +26,29 @@ pub mod names {
     pub const TAG_PREFIX: &str = "tag.";
 }
 
-/// Looks `name` up under every supported prefix, tether's first; returns the value.
-pub fn get<'a>(annotations: Annotations<'a>, name: &str) -> Option<&'a str> {
+/// Every annotation key policy `name` is read under, in precedence order: under each of [`PREFIXES`], and
+/// `tag.<container>` also as Flux's `filter.fluxcd.io/<container>`.
+pub fn keys(name: &str) -> Vec<String> {
+    let mut keys: Vec<String> = PREFIXES.iter().map(|p| format!("{p}{name}")).collect();
+    if let Some(container) = name.strip_prefix(names::TAG_PREFIX) {
+        keys.push(format!("{FILTER_PREFIX}{container}"));
+    }
+    keys
+}
+
+/// The key prefixes a container's tag policy is read under, in precedence order (the container name
+/// follows): `<prefix>tag.` for each of [`PREFIXES`], then `filter.fluxcd.io/`.
+pub fn tag_key_prefixes() -> Vec<String> {
     PREFIXES
         .iter()
-        .find_map(|p| annotations.get(&format!("{p}{name}")))
+        .map(|p| format!("{p}{}", names::TAG_PREFIX))
+        .chain(std::iter::once(FILTER_PREFIX.to_owned()))
+        .collect()
+}
+
+/// Looks `name` up under every key it is read under ([`keys`]), tether's first; returns the value.
+pub fn get<'a>(annotations: Annotations<'a>, name: &str) -> Option<&'a str> {
+    keys(name).iter().find_map(|k| annotations.get(k))
 }
 
 /// True only for the exact string `"true"`, as in Flux v1.
@@ -98,6 +118,23 @@ mod tests {
         assert!(!is_true(Annotations::of(&o), names::AUTOMATED));
         let o = obj(json!({"flux.weave.works/automated": "true"}));
         assert!(is_true(Annotations::of(&o), names::AUTOMATED));
+    }
+
+    #[test]
+    fn tag_policies_are_also_read_under_fluxs_filter_spelling_after_the_prefixes() {
+        assert_eq!(
+            keys("tag.web"),
+            [
+                "tether.dev/tag.web",
+                "fluxcd.io/tag.web",
+                "flux.weave.works/tag.web",
+                "filter.fluxcd.io/web"
+            ]
+        );
+        assert_eq!(keys("locked").len(), 3);
+        let o = obj(json!({"filter.fluxcd.io/web": "semver:^2", "fluxcd.io/tag.api": "glob:*"}));
+        assert_eq!(get(Annotations::of(&o), "tag.web"), Some("semver:^2"));
+        assert_eq!(tag_key_prefixes()[3], FILTER_PREFIX);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, info_span, Instrument};
 
 use crate::admin::AdminState;
-use crate::config::{AutomationSettings, Config};
+use crate::config::{AutomationSettings, Config, Explain};
 use crate::sync::Syncer;
 
 /// Builds the automation state next to a syncer.
@@ -41,6 +41,7 @@ pub async fn automate_once(cfg: Config) -> anyhow::Result<Pass> {
 /// Spawns the automation loop; `synced` is notified whenever a pass pushed a commit.
 pub(crate) fn spawn(
     automation: Automation,
+    explain: Explain,
     interval: Duration,
     pushed: Arc<Notify>,
     admin: Arc<AdminState>,
@@ -51,7 +52,7 @@ pub(crate) fn spawn(
                 Ok(pass) => {
                     admin
                         .metrics
-                        .automation_pass(pass.errors.is_empty(), pass.updates.len());
+                        .automation_pass(pass.failure_label(), pass.updates.len());
                     info!(
                         component = "automation",
                         updates = pass.updates.len(),
@@ -64,8 +65,8 @@ pub(crate) fn spawn(
                     }
                 }
                 Err(e) => {
-                    admin.metrics.automation_pass(false, 0);
-                    error!(component = "automation", error = %e, "automation pass failed")
+                    admin.metrics.automation_pass(Some(e.label()), 0);
+                    error!(component = "automation", error = %explain(&e), "automation pass failed")
                 }
             }
             tokio::time::sleep(interval).await;

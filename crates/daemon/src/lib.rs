@@ -1,14 +1,16 @@
-//! The tether daemon: settles its configuration before touching anything, then composes the stages
-//! (source → render → apply → record) into one sync, and runs syncs in a loop with backoff.
+//! The tether daemon: composes the stages (source → render → plan → apply → record) into one sync, runs
+//! syncs in a loop with backoff beside the image-automation loop, and serves its health and metrics. It takes
+//! a settled [`Config`]; the `tether` binary owns the flags.
 
 pub mod admin;
 mod automation;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 mod run;
 mod sync;
 
 pub use automation::automate_once;
-pub use config::{Config, DaemonArgs};
+pub use config::Config;
 pub use run::{run, run_once};
 pub use sync::{SyncError, SyncSummary, Syncer};

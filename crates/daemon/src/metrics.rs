@@ -117,12 +117,12 @@ impl Metrics {
         self.sync_duration.get_or_create(&labels).observe(seconds);
     }
 
-    /// Records an automation pass.
-    pub fn automation_pass(&self, ok: bool, updates: usize) {
-        let labels = if ok {
-            result("success", "")
-        } else {
-            result("failure", "pass")
+    /// Records an automation pass; `failure` is the stable label of what went wrong (the pass as a whole,
+    /// or the first workload that could not be checked), `None` when everything was checked.
+    pub fn automation_pass(&self, failure: Option<&str>, updates: usize) {
+        let labels = match failure {
+            None => result("success", ""),
+            Some(reason) => result("failure", reason),
         };
         self.automation_passes.get_or_create(&labels).inc();
         self.automation_updates
@@ -172,5 +172,18 @@ mod tests {
             text.contains("tether_sync_last_success_timestamp_seconds"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn automation_failures_are_labelled_by_what_failed() {
+        let m = Metrics::new();
+        m.automation_pass(None, 2);
+        m.automation_pass(Some("registry_rate_limited"), 0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"tether_automation_passes_total{result="failure",reason="registry_rate_limited"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("tether_automation_updates_total 2"), "{text}");
     }
 }

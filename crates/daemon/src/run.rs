@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::sync::Notify;
 
 use crate::admin::AdminState;
@@ -27,6 +28,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(component = "daemon", version = env!("CARGO_PKG_VERSION"), source = %cfg.git.url,
         branch = %cfg.git.branch, poll_interval = ?poll, sync_interval = ?full, "starting");
     let automation = cfg.automation.clone();
+    let explain = cfg.explain;
     let readonly = cfg.readonly;
     let admin = Arc::new(AdminState::default());
     crate::admin::serve(cfg.listen_metrics, admin.clone()).await?;
@@ -35,6 +37,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     match automation {
         Some(settings) => crate::automation::spawn(
             crate::automation::build(&settings, &syncer)?,
+            explain,
             settings.interval,
             pushed.clone(),
             admin.clone(),
@@ -51,7 +54,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut last_applied: Option<String> = None;
     let mut next_poll = Instant::now();
     let mut next_full = Instant::now();
-    let mut backoff = Backoff::new(poll);
+    let mut delays = backoff(poll);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -99,7 +102,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     .ready
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 last_applied = Some(summary.revision.clone());
-                backoff.reset();
+                delays = backoff(poll);
                 next_full = Instant::now() + full;
                 next_poll = Instant::now() + poll;
             }
@@ -108,8 +111,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 admin
                     .metrics
                     .sync_failed(started.elapsed().as_secs_f64(), e.label());
-                let delay = backoff.next();
-                error!(component = "daemon", error = %e, reason = e.label(), retry_in = ?delay, "sync failed");
+                let delay = delays.next().unwrap_or(poll);
+                error!(component = "daemon", error = %explain(&e), reason = e.label(), retry_in = ?delay, "sync failed");
                 next_poll = Instant::now() + delay;
                 next_full = next_full.max(next_poll);
                 if due_full {
@@ -120,31 +123,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Exponential backoff from 5 s, capped at the poll interval.
-struct Backoff {
-    current: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    fn new(cap: Duration) -> Self {
-        Backoff {
-            current: Duration::ZERO,
-            cap,
-        }
-    }
-    fn next(&mut self) -> Duration {
-        self.current = if self.current.is_zero() {
-            Duration::from_secs(5)
-        } else {
-            self.current * 2
-        }
-        .min(self.cap.max(Duration::from_secs(5)));
-        self.current
-    }
-    fn reset(&mut self) {
-        self.current = Duration::ZERO;
-    }
+/// Exponential backoff from 5 s, capped at the poll interval; a fresh one after each success.
+fn backoff(cap: Duration) -> ExponentialBackoff {
+    let first = Duration::from_secs(5);
+    ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(cap.max(first))
+        .without_max_times()
+        .build()
 }
 
 async fn shutdown_signal() {
@@ -174,10 +160,15 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_five_seconds_up_to_the_poll_interval() {
-        let mut b = Backoff::new(Duration::from_secs(30));
-        let got: Vec<u64> = (0..5).map(|_| b.next().as_secs()).collect();
+        let got: Vec<u64> = backoff(Duration::from_secs(30))
+            .take(5)
+            .map(|d| d.as_secs())
+            .collect();
         assert_eq!(got, [5, 10, 20, 30, 30]);
-        b.reset();
-        assert_eq!(b.next().as_secs(), 5);
+        // A poll interval under 5 s still waits 5 s, never less.
+        assert_eq!(
+            backoff(Duration::from_secs(1)).next(),
+            Some(Duration::from_secs(5))
+        );
     }
 }

@@ -4,19 +4,19 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tether_apply::{Engine, SyncOptions};
 use tether_record::{Inventory, Marker};
+use tether_render::{Snapshot, SnapshotError};
 use tether_source::Repo;
 use tokio::sync::Mutex;
 
 use tether_apply::PruneReport;
-use tether_core::{ObjectId, ObjectRef};
+use tether_plan::gc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::{Config, Gc, SyncState};
+use crate::config::{Config, SyncState};
 
 /// Why a sync failed. The marker never moves on failure.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,15 @@ pub enum SyncError {
     /// The sync was applied but the inventory could not be read or written.
     #[error(transparent)]
     Inventory(#[from] tether_record::InventoryError),
+}
+
+impl From<SnapshotError> for SyncError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Source(e) => SyncError::Source(e),
+            SnapshotError::Render(e) => SyncError::Render(e),
+        }
+    }
 }
 
 impl SyncError {
@@ -203,14 +212,9 @@ impl Syncer {
             stages.mark("write_check");
         }
         // The clone is shared with image automation; hold it only while reading the tree.
-        let resources = {
-            let repo = self.repo.lock().await;
-            let tree = repo.checkout(&revision).await?;
-            stages.mark("checkout");
-            tether_render::render(tree, &self.cfg.paths)?
-        };
-        stages.mark("render");
-        let report = self.engine.sync(resources, &self.opts).await?;
+        let snapshot = Snapshot::read(&*self.repo.lock().await, &revision, &self.cfg.paths).await?;
+        stages.mark("checkout_render");
+        let report = self.engine.sync(snapshot.resources, &self.opts).await?;
         stages.mark("apply");
         let gc = self.collect_garbage(&report).await?;
         stages.mark("gc");
@@ -257,44 +261,38 @@ impl Syncer {
         let previous = self.inventory.load(client).await?;
         let prev = previous.as_deref().unwrap_or_default();
         let rendered = report.rendered();
-        let applied: BTreeSet<&ObjectId> = report.applied.iter().map(|r| &r.id).collect();
-        let mut gc = PruneReport::default();
-        let mut retained: Vec<ObjectRef> = Vec::new();
-        let candidates = tether_plan::gc::candidates(prev, &rendered);
-        match self.cfg.gc {
-            Gc::Off => retained.extend(candidates),
-            _ if rendered.is_empty() && !prev.is_empty() && !self.cfg.gc_allow_empty => {
-                warn!(component = "gc", inventory = prev.len(),
-                    "not collecting: the repository renders no objects at all, which looks like a mistake; \
-                     pass --sync-garbage-collection-allow-empty to allow deleting everything");
-                gc.kept = candidates
-                    .iter()
-                    .cloned()
-                    .map(|c| (c, "empty render".to_owned()))
-                    .collect();
-                retained.extend(candidates);
+        let (gc, retained) = match gc::decide(prev, &rendered, self.cfg.gc, self.cfg.gc_allow_empty)
+        {
+            gc::Decision::Keep {
+                candidates,
+                held_back,
+            } => {
+                let mut gc = PruneReport::default();
+                if let Some(why) = held_back {
+                    warn!(component = "gc", inventory = prev.len(),
+                        "not collecting: the repository renders no objects at all, which looks like a mistake; \
+                         pass --sync-garbage-collection-allow-empty to allow deleting everything");
+                    gc.kept = candidates
+                        .iter()
+                        .cloned()
+                        .map(|c| (c, why.to_string()))
+                        .collect();
+                }
+                (gc, candidates)
             }
-            mode => {
-                gc = self
+            gc::Decision::Collect {
+                candidates,
+                dry_run,
+            } => {
+                let gc = self
                     .engine
-                    .prune(
-                        candidates,
-                        &rendered,
-                        &self.cfg.sync_name,
-                        mode == Gc::DryRun,
-                    )
+                    .prune(candidates, &rendered, &self.cfg.sync_name, dry_run)
                     .await?;
-                retained.extend(gc.retained().cloned());
+                let retained = gc.retained().cloned().collect();
+                (gc, retained)
             }
-        }
-        // Objects still rendered but skipped this time (ignored, namespace not allowed) stay owned.
-        retained.extend(
-            prev.iter()
-                .filter(|r| rendered.contains(&r.id) && !applied.contains(&r.id))
-                .cloned(),
-        );
-        let mut next = report.applied.clone();
-        next.extend(retained);
+        };
+        let next = gc::next_inventory(&report.applied, retained, prev, &rendered);
         self.inventory
             .store(client, &next, previous.as_deref())
             .await?;

@@ -1,5 +1,6 @@
-//! Garbage collection decisions: which previously applied objects are gone from Git, and whether each may
-//! really be deleted. Pure; `tether-apply` reads the live objects and deletes.
+//! Garbage collection decisions: whether to collect at all, which previously applied objects are gone from
+//! Git, whether each may really be deleted, and what the next inventory holds. Pure; `tether-apply` reads the
+//! live objects and deletes, `tether-record` stores the inventory.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +11,98 @@ use tether_core::{ObjectId, ObjectRef};
 
 use crate::kinds::rank;
 use crate::prepare::{owner_mark, OWNER_ANNOTATION, SYNC_LABEL};
+
+/// How garbage collection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Never delete anything.
+    Off,
+    /// Only report what would be deleted.
+    DryRun,
+    /// Delete what left Git.
+    On,
+}
+
+/// What garbage collection does after a fully successful apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Delete nothing; the candidates stay in the inventory to be looked at again.
+    Keep {
+        /// What left Git since the previous inventory.
+        candidates: Vec<ObjectRef>,
+        /// Why collection is held back although it is on, for the log and the sync report.
+        held_back: Option<HeldBack>,
+    },
+    /// Judge each candidate against its live object and delete (or, dry-run, report) the owned ones.
+    Collect {
+        /// What left Git, in deletion order.
+        candidates: Vec<ObjectRef>,
+        /// Report only.
+        dry_run: bool,
+    },
+}
+
+/// A safety valve that stopped collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBack {
+    /// The commit renders no objects at all while the inventory is not empty: more likely a broken path or
+    /// branch than a wish to delete everything.
+    EmptyRender,
+}
+
+impl std::fmt::Display for HeldBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeldBack::EmptyRender => f.write_str("empty render"),
+        }
+    }
+}
+
+/// Decides whether this sync collects: `rendered` is every object the commit renders (applied or skipped),
+/// `allow_empty` lets an empty render delete everything.
+pub fn decide(
+    previous: &[ObjectRef],
+    rendered: &BTreeSet<ObjectId>,
+    mode: Mode,
+    allow_empty: bool,
+) -> Decision {
+    let candidates = candidates(previous, rendered);
+    match mode {
+        Mode::Off => Decision::Keep {
+            candidates,
+            held_back: None,
+        },
+        _ if rendered.is_empty() && !previous.is_empty() && !allow_empty => Decision::Keep {
+            candidates,
+            held_back: Some(HeldBack::EmptyRender),
+        },
+        mode => Decision::Collect {
+            candidates,
+            dry_run: mode == Mode::DryRun,
+        },
+    }
+}
+
+/// The inventory after a sync: what it applied, the candidates collection must look at again (kept, failed
+/// or only reported), and objects of the previous inventory that the commit still renders but that were
+/// skipped this time (ignored, or outside the allowed namespaces): they stay owned.
+pub fn next_inventory(
+    applied: &[ObjectRef],
+    retained: impl IntoIterator<Item = ObjectRef>,
+    previous: &[ObjectRef],
+    rendered: &BTreeSet<ObjectId>,
+) -> Vec<ObjectRef> {
+    let applied_ids: BTreeSet<&ObjectId> = applied.iter().map(|r| &r.id).collect();
+    let mut next = applied.to_vec();
+    next.extend(retained);
+    next.extend(
+        previous
+            .iter()
+            .filter(|r| rendered.contains(&r.id) && !applied_ids.contains(&r.id))
+            .cloned(),
+    );
+    next
+}
 
 /// Objects in the previous inventory that this sync's rendering no longer contains, in deletion order:
 /// the reverse of apply order (custom resources before their CRD, workloads before their Namespace).
@@ -85,26 +178,8 @@ pub fn blocks_namespace_deletion(kind: &str, object: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::object_ref as r;
     use serde_json::json;
-    use tether_core::Kind;
-
-    fn r(kind: &str, group: &str, ns: Option<&str>, name: &str) -> ObjectRef {
-        let api_version = if group.is_empty() {
-            "v1".to_owned()
-        } else {
-            format!("{group}/v1")
-        };
-        ObjectRef {
-            id: ObjectId::new(&api_version, kind, ns, name),
-            kind: Kind {
-                group: group.into(),
-                version: "v1".into(),
-                kind: kind.into(),
-                plural: format!("{}s", kind.to_lowercase()),
-                namespaced: ns.is_some(),
-            },
-        }
-    }
 
     #[test]
     fn candidates_are_what_git_dropped_in_reverse_apply_order() {
@@ -134,6 +209,78 @@ mod tests {
                 "Namespace"
             ]
         );
+    }
+
+    #[test]
+    fn collection_runs_only_when_on_and_never_on_an_empty_render_unless_allowed() {
+        let previous = vec![
+            r("ConfigMap", "", Some("app"), "a"),
+            r("ConfigMap", "", Some("app"), "b"),
+        ];
+        let rendered: BTreeSet<ObjectId> = [previous[0].id.clone()].into();
+        let gone = vec![previous[1].clone()];
+        assert_eq!(
+            decide(&previous, &rendered, Mode::Off, false),
+            Decision::Keep {
+                candidates: gone.clone(),
+                held_back: None
+            }
+        );
+        assert_eq!(
+            decide(&previous, &rendered, Mode::DryRun, false),
+            Decision::Collect {
+                candidates: gone.clone(),
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            decide(&previous, &rendered, Mode::On, false),
+            Decision::Collect {
+                candidates: gone,
+                dry_run: false
+            }
+        );
+        let nothing = BTreeSet::new();
+        let everything = candidates(&previous, &nothing);
+        assert_eq!(
+            decide(&previous, &nothing, Mode::On, false),
+            Decision::Keep {
+                candidates: everything.clone(),
+                held_back: Some(HeldBack::EmptyRender)
+            }
+        );
+        assert_eq!(
+            decide(&previous, &nothing, Mode::On, true),
+            Decision::Collect {
+                candidates: everything,
+                dry_run: false
+            }
+        );
+        // A first sync with an empty inventory has nothing to hold back.
+        assert_eq!(
+            decide(&[], &nothing, Mode::On, false),
+            Decision::Collect {
+                candidates: vec![],
+                dry_run: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_next_inventory_keeps_what_was_applied_retained_or_skipped_but_still_rendered() {
+        let applied = r("ConfigMap", "", Some("app"), "applied");
+        let skipped = r("ConfigMap", "", Some("app"), "ignored-now");
+        let retained = r("ConfigMap", "", Some("app"), "delete-failed");
+        let gone = r("ConfigMap", "", Some("app"), "deleted");
+        let previous = vec![applied.clone(), skipped.clone(), retained.clone(), gone];
+        let rendered: BTreeSet<ObjectId> = [applied.id.clone(), skipped.id.clone()].into();
+        let next = next_inventory(
+            std::slice::from_ref(&applied),
+            [retained.clone()],
+            &previous,
+            &rendered,
+        );
+        assert_eq!(next, vec![applied, retained, skipped]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tether_core::id::split_api_version;
 use tether_core::policy::Ignore;
 use tether_core::resource::Annotations;
 use tether_core::{ObjectId, Provenance, Resource};
@@ -116,10 +117,7 @@ pub fn prepare(
             });
             continue;
         }
-        let (group, version) = match r.api_version().rsplit_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", r.api_version()),
-        };
+        let (group, version) = split_api_version(r.api_version());
         let Some(kind) = resolve(group, version, r.kind()) else {
             errors.push(PlanError {
                 at: r.source.clone(),

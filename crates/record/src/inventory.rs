@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
+use tether_core::id::split_api_version;
 use tether_core::{Kind, ObjectId, ObjectRef, FIELD_MANAGER};
 
 const KEY: &str = "objects";
@@ -22,24 +23,24 @@ pub struct Inventory {
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// The API request failed.
-    #[error("cannot {op} the inventory ConfigMap {namespace}/{name}: {source}; tether needs get and patch on ConfigMaps in its namespace (--namespace)")]
+    #[error("cannot {op} the inventory ConfigMap {namespace}/{name}: {source}; tether needs get and patch on ConfigMaps in its namespace")]
     Api {
-        /// read or write.
+        /// `read` or `write`.
         op: &'static str,
-        /// Namespace.
+        /// tether's namespace, where the inventory lives.
         namespace: String,
-        /// Name.
+        /// The ConfigMap, `<sync-name>-inventory`.
         name: String,
-        /// Cause.
+        /// What the API server or the client said.
         #[source]
         source: kube::Error,
     },
     /// The stored inventory is not in the expected format.
     #[error("the inventory ConfigMap {namespace}/{name} is malformed at line {line}; delete it to start afresh (garbage collection then only sees objects applied from now on)")]
     Malformed {
-        /// Namespace.
+        /// tether's namespace, where the inventory lives.
         namespace: String,
-        /// Name.
+        /// The ConfigMap, `<sync-name>-inventory`.
         name: String,
         /// 1-based line.
         line: usize,
@@ -155,7 +156,7 @@ fn parse(text: &str) -> Result<Vec<ObjectRef>, usize> {
         let [api_version, kind, plural, ns, name] = f[..] else {
             return Err(i + 1);
         };
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let (group, version) = split_api_version(api_version);
         let namespace = (ns != "-").then(|| ns.to_owned());
         out.push(ObjectRef {
             id: ObjectId::new(api_version, kind, namespace.as_deref(), name),

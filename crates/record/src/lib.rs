@@ -1,5 +1,5 @@
 //! Record: what a successful sync leaves behind — the inventory of applied objects, and the sync marker
-//! moved to the applied revision, and the metrics that tell an operator how syncs are going.
+//! moved to the applied revision.
 //!
 //! The marker is either an annotated git tag force-pushed to the repository (needs a write key), or, for a
 //! read-only key, an annotation on a Secret in tether's namespace. It only ever moves after a fully
@@ -7,8 +7,6 @@
 
 mod inventory;
 mod marker;
-pub mod metrics;
 
 pub use inventory::{Inventory, InventoryError};
 pub use marker::{Error, Marker, HWM_ANNOTATION};
-pub use metrics::Metrics;

@@ -34,11 +34,11 @@ pub enum Error {
     /// Reading or writing the Secret failed.
     #[error("cannot record the sync state in Secret {namespace}/{name}: {source}; tether needs get, create and patch on it")]
     Secret {
-        /// Namespace.
+        /// tether's namespace.
         namespace: String,
-        /// Name.
+        /// The state Secret.
         name: String,
-        /// Cause.
+        /// What the API server or the client said.
         #[source]
         source: kube::Error,
     },

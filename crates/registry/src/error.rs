@@ -1,4 +1,5 @@
-//! The registry client's errors. Each names the registry host, and those a person can fix say how.
+//! The registry client's errors. Each names the registry host, and those a person can fix say how, in terms
+//! of registries and Secrets; which of tether's settings to change is the binary's to say.
 
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ pub enum Error {
     },
     /// The registry kept answering 429 (or 503 with `Retry-After`), or asked to wait longer than the client
     /// is willing to; the host stays backed off until then.
-    #[error("registry {host}: rate limited (HTTP 429) after {attempts} attempt(s){}; lower --registry-rps or --registry-burst, or scan fewer images", retry_after_text(.retry_after))]
+    #[error("registry {host}: rate limited (HTTP 429) after {attempts} attempt(s){}", retry_after_text(.retry_after))]
     RateLimited {
         /// The API host that throttled.
         host: String,
@@ -63,16 +64,19 @@ pub enum Error {
         detail: String,
     },
     /// The request did not complete: connection refused, TLS, timeout.
-    #[error("registry {host}: {url}: {reason}{hint}")]
+    #[error("registry {host}: {url}: {reason}{}", hint_text(.hint, .host))]
     Transport {
         /// The registry host.
         host: String,
         /// The request URL.
         url: String,
-        /// What went wrong.
+        /// The whole cause chain as one line (reqwest's own message is only its outermost layer).
         reason: String,
-        /// A suggestion, `; …`, or empty.
-        hint: String,
+        /// What the failure suggests.
+        hint: Option<TransportHint>,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
     },
     /// The registry answered something that is not what the API promises.
     #[error("registry {host}: {url}: invalid response: {reason}")]
@@ -95,6 +99,43 @@ pub enum Error {
     /// The HTTP client cannot be built (e.g. no TLS root certificates).
     #[error("cannot set up the registry HTTP client: {0}")]
     Client(String),
+}
+
+/// What a transport failure suggests about the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportHint {
+    /// HTTPS failed in a way a plain-HTTP server causes: the host may need to be spoken to over HTTP.
+    MaybePlainHttp,
+    /// The registry did not answer in time.
+    Timeout,
+}
+
+fn hint_text(hint: &Option<TransportHint>, host: &str) -> String {
+    match hint {
+        Some(TransportHint::MaybePlainHttp) => {
+            format!("; if {host} serves plain HTTP, tether must be told to speak HTTP to it")
+        }
+        Some(TransportHint::Timeout) => "; the registry did not answer in time".to_owned(),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// A short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Reference(_) => "reference",
+            Error::Credentials(_) => "credentials",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::RepositoryNotFound { .. } => "not_found",
+            Error::Http { .. } => "http",
+            Error::Transport { .. } => "transport",
+            Error::InvalidResponse { .. } => "invalid_response",
+            Error::Cache { .. } => "cache",
+            Error::Client(_) => "client",
+        }
+    }
 }
 
 fn retry_after_text(retry_after: &Option<Duration>) -> String {

@@ -17,6 +17,6 @@ pub use client::manifest::{BuildTimes, Platform};
 pub use client::ratelimit::RateLimit;
 pub use client::{ClientConfig, RegistryClient, TagDetail};
 pub use credentials::{Credential, Credentials, CredentialsError};
-pub use error::Error;
+pub use error::{Error, TransportHint};
 pub use policy::{TagInfo, TagPolicy};
 pub use reference::{ImageRef, ImageRepo, ReferenceError};

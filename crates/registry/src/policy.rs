@@ -1,7 +1,7 @@
 //! Tag policies: which tags of an image a container may move to, and which of them is the newest.
 //!
-//! A policy comes from the annotation `tag.<container>` (under any prefix tether-core knows) or Flux v1's
-//! `filter.fluxcd.io/<container>`, with one of these values:
+//! A workload's annotations (`tag.<container>`, read by tether-automation) give a policy as one of these
+//! values:
 //!
 //! | value | meaning | newest is |
 //! |---|---|---|
@@ -13,7 +13,6 @@
 //! roll a workload to an arbitrary image.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -22,12 +21,6 @@ use globset::{Glob, GlobMatcher};
 use node_semver::{Range, Version};
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tether_core::policy::{names, PREFIXES};
-use tether_core::resource::Annotations;
-
-/// Flux v1's alternative spelling of `tag.<container>`: `filter.fluxcd.io/<container>`.
-pub const FILTER_PREFIX: &str = "filter.fluxcd.io/";
 
 /// Compiled regexes may not grow past this many bytes, so a hostile or careless annotation cannot make the
 /// daemon allocate without bound.
@@ -567,73 +560,6 @@ fn comparators(alternative: &str) -> Result<Vec<String>, String> {
         i += 1;
     }
     Ok(out)
-}
-
-/// The tag policy of one container, read from a workload's annotations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContainerPolicy {
-    /// The container name.
-    pub container: String,
-    /// The annotation it was read from, e.g. `fluxcd.io/tag.web`.
-    pub annotation: String,
-    /// The policy, or why the annotation's value is unusable.
-    pub policy: Result<TagPolicy, PolicyError>,
-}
-
-/// Every annotation prefix a tag policy is read under, in precedence order: `<prefix>tag.` for each of
-/// tether-core's prefixes, then Flux's `filter.fluxcd.io/`.
-pub fn tag_annotation_prefixes() -> Vec<String> {
-    PREFIXES
-        .iter()
-        .map(|p| format!("{p}{}", names::TAG_PREFIX))
-        .chain(std::iter::once(FILTER_PREFIX.to_owned()))
-        .collect()
-}
-
-/// The tag policies of all containers that have one, sorted by container name. When one container has
-/// policies under several spellings, the first in [`tag_annotation_prefixes`] order wins, like
-/// `tether_core::policy::get`. Containers without an annotation are absent: they get the default policy.
-pub fn container_policies(annotations: Annotations<'_>) -> Vec<ContainerPolicy> {
-    let mut found: BTreeMap<String, ContainerPolicy> = BTreeMap::new();
-    for prefix in tag_annotation_prefixes() {
-        for key in annotations.keys() {
-            let Some(container) = key.strip_prefix(prefix.as_str()) else {
-                continue;
-            };
-            if container.is_empty() || found.contains_key(container) {
-                continue;
-            }
-            found.insert(
-                container.to_owned(),
-                ContainerPolicy {
-                    container: container.to_owned(),
-                    annotation: key.to_owned(),
-                    policy: read(annotations, key),
-                },
-            );
-        }
-    }
-    found.into_values().collect()
-}
-
-/// The tag policy of `container`: its annotation if it has one, else `glob:*`.
-pub fn policy_for(annotations: Annotations<'_>, container: &str) -> Result<TagPolicy, PolicyError> {
-    tag_annotation_prefixes()
-        .iter()
-        .map(|p| format!("{p}{container}"))
-        .find(|key| annotations.0.is_some_and(|m| m.contains_key(key)))
-        .map_or_else(|| Ok(TagPolicy::default()), |key| read(annotations, &key))
-}
-
-fn read(annotations: Annotations<'_>, key: &str) -> Result<TagPolicy, PolicyError> {
-    match annotations.0.and_then(|m| m.get(key)) {
-        Some(Value::String(s)) => TagPolicy::parse(s),
-        Some(other) => Err(PolicyError::NotAString {
-            annotation: key.to_owned(),
-            found: other.to_string(),
-        }),
-        None => Ok(TagPolicy::default()),
-    }
 }
 
 #[cfg(test)]

@@ -4,21 +4,23 @@
 //! flattens `List` kinds; skips Helm chart directories (`Chart.yaml` + `values.yaml`) as Flux v1 did. All
 //! problems in all files are gathered and reported together, so one sync shows everything to fix.
 
+mod snapshot;
 mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use serde_json::Value;
 use tether_core::{Provenance, Resource};
 
+pub use snapshot::{Snapshot, SnapshotError};
 pub use yaml::split_documents;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileError {
-    /// Where.
+    /// The file, and the line of the document at fault.
     pub at: Provenance,
     /// What is wrong and how to fix it.
     pub message: String,
@@ -33,8 +35,8 @@ impl fmt::Display for FileError {
 /// Rendering failed; nothing from this revision may be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A `--git-path` is absolute, climbs out with `..`, or does not exist.
-    #[error("--git-path '{path}' {reason}")]
+    /// A path to render is absolute, climbs out with `..`, or does not exist.
+    #[error("the path '{path}' {reason}")]
     BadPath {
         /// The path as given.
         path: String,
@@ -46,7 +48,7 @@ pub enum Error {
     Files(Vec<FileError>),
 }
 
-/// Validates a `--git-path` value: relative, inside the repository.
+/// Validates a path to render: relative, inside the repository.
 pub fn check_path(path: &str) -> Result<(), Error> {
     let p = Path::new(path);
     let bad = |reason: &str| Error::BadPath {
@@ -114,40 +116,38 @@ pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
 }
 
 /// Walks `dir`, collecting `*.yaml`/`*.yml` paths relative to `root`; skips `.git` and Helm chart directories.
+/// A path that is itself a file is taken whatever its name. Directory loops through links are reported,
+/// never walked twice.
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, errors: &mut Vec<FileError>) {
-    if dir.is_file() {
-        if let Some(rel) = relative(root, dir) {
-            out.push(rel);
-        }
-        return;
-    }
-    if dir.join("Chart.yaml").is_file() && dir.join("values.yaml").is_file() {
-        return;
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            errors.push(FileError {
-                at: Provenance {
-                    file: relative(root, dir).unwrap_or_default(),
-                    line: 1,
-                },
-                message: format!("cannot list directory: {e}"),
-            });
-            return;
-        }
-    };
-    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    children.sort();
-    for child in children {
-        let name = child.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name == ".git" {
+    let is_chart = |p: &Path| p.join("Chart.yaml").is_file() && p.join("values.yaml").is_file();
+    let walk = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.file_name() != ".git" && !(e.file_type().is_dir() && is_chart(e.path()))
+        });
+    for entry in walk {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let at = e.path().unwrap_or(dir);
+                errors.push(FileError {
+                    at: Provenance {
+                        file: relative(root, at).unwrap_or_default(),
+                        line: 1,
+                    },
+                    message: format!("cannot list: {e}"),
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
             continue;
         }
-        if child.is_dir() {
-            collect_files(root, &child, out, errors);
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            if let Some(rel) = relative(root, &child) {
+        let name = entry.file_name().to_str().unwrap_or("");
+        if entry.depth() == 0 || name.ends_with(".yaml") || name.ends_with(".yml") {
+            if let Some(rel) = relative(root, entry.path()) {
                 out.push(rel);
             }
         }

@@ -31,7 +31,7 @@ pub struct GitConfig {
     pub branch: String,
     /// Limit for each git operation.
     pub timeout: Duration,
-    /// Credentials.
+    /// SSH key and known_hosts, or HTTPS credentials.
     pub auth: Auth,
     /// Committer name (`--git-user`).
     pub user_name: String,

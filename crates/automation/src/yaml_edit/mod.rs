@@ -19,18 +19,12 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 use tether_core::id::group_of;
-use tether_core::policy::{self, names, PREFIXES};
+use tether_core::policy;
 use tether_core::resource::Annotations;
-use tether_core::ObjectId;
+use tether_core::{workload, ObjectId};
 
 use text::Style;
 use tree::{Kind, Node};
-
-/// Kinds whose images [`set_image`] can set.
-pub const WORKLOAD_KINDS: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "CronJob"];
-
-/// Flux v1's other spelling of the `tag.<container>` policy: `filter.fluxcd.io/<container>`.
-pub const FLUX_FILTER_PREFIX: &str = "filter.fluxcd.io/";
 
 /// The object in a file to edit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,16 +207,6 @@ pub enum EditError {
     },
 }
 
-/// The path to the pod spec of each workload kind.
-fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
-    const TEMPLATE: &[&str] = &["spec", "template", "spec"];
-    const CRONJOB: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
-    match kind.to_ascii_lowercase().as_str() {
-        "deployment" | "statefulset" | "daemonset" => Some(TEMPLATE),
-        "cronjob" => Some(CRONJOB),
-        _ => None,
-    }
-}
 /// Replaces bytes `start..end` of the text with `with`.
 #[derive(Debug)]
 struct Splice {
@@ -663,7 +647,7 @@ pub fn set_image(
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let path = pod_spec_path(kind).ok_or_else(|| EditError::UnsupportedKind {
+    let path = workload::pod_spec_path(kind).ok_or_else(|| EditError::UnsupportedKind {
         target: target.to_string(),
         kind: kind.to_owned(),
     })?;
@@ -897,16 +881,6 @@ pub fn remove_annotation(text: &str, target: &Target, key: &str) -> Result<Strin
     edit.finish(&expected, splices)
 }
 
-/// Every annotation key a policy `name` is read under, in tether-core's precedence order; `tag.<container>`
-/// also as Flux's `filter.fluxcd.io/<container>`.
-pub fn policy_keys(name: &str) -> Vec<String> {
-    let mut keys: Vec<String> = PREFIXES.iter().map(|p| format!("{p}{name}")).collect();
-    if let Some(container) = name.strip_prefix(names::TAG_PREFIX) {
-        keys.push(format!("{FLUX_FILTER_PREFIX}{container}"));
-    }
-    keys
-}
-
 /// Sets policy `name` (e.g. `automated`, `tag.web`) of `target` to `value`: under the key it is already
 /// read from if any, else under the prefix the object already uses ([`policy::prefix_in_use`]).
 pub fn set_policy(
@@ -921,7 +895,7 @@ pub fn set_policy(
     let edit = Edit::open(text, target, field)?;
     let annotations = Annotations::of(edit.value());
     let present = |k: &String| annotations.0.is_some_and(|m| m.contains_key(k));
-    let key = policy_keys(name)
+    let key = policy::keys(name)
         .into_iter()
         .find(present)
         .unwrap_or_else(|| format!("{}{name}", policy::prefix_in_use(annotations)));
@@ -931,7 +905,7 @@ pub fn set_policy(
 /// Removes policy `name` of `target` under every key it could be read from.
 pub fn remove_policy(text: &str, target: &Target, name: &str) -> Result<String, EditError> {
     let mut out = text.to_owned();
-    for key in policy_keys(name) {
+    for key in policy::keys(name) {
         out = remove_annotation(&out, target, &key)?;
     }
     Ok(out)

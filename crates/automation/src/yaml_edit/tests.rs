@@ -1,4 +1,5 @@
 use super::*;
+use tether_core::policy::names;
 
 fn target(id: &str) -> Target {
     Target::new(ObjectId::parse(id).unwrap())

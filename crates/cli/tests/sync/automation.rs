@@ -385,12 +385,7 @@ fn the_daemon_commits_a_new_tag_and_deploys_it_without_waiting_for_the_poll() {
         "--listen-metrics",
         "127.0.0.1:0",
     ]);
-    let mut child =
-        e.w.command(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+    let daemon = e.w.spawn(&args);
     let wait = |want: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -410,7 +405,6 @@ fn the_daemon_commits_a_new_tag_and_deploys_it_without_waiting_for_the_poll() {
     wait(&format!("{image}:1.0.0"));
     e.push("team/live", "1.1.0", "2024-02-01T00:00:00Z");
     wait(&format!("{image}:1.1.0"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(daemon);
     assert_eq!(e.commits()[0], format!("Auto-release {image}:1.1.0"));
 }

@@ -1,6 +1,5 @@
 //! The long-running loop: new commits land within a poll interval.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::World;
@@ -35,22 +34,17 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
         .unwrap()
         .port();
     let admin = format!("127.0.0.1:{port}");
-    let mut child = w
-        .command(&[
-            "daemon",
-            "--git-url",
-            &url,
-            "--git-poll-interval",
-            "1s",
-            "--sync-interval",
-            "1h",
-            "--listen-metrics",
-            &admin,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _daemon = w.spawn(&[
+        "daemon",
+        "--git-url",
+        &url,
+        "--git-poll-interval",
+        "1s",
+        "--sync-interval",
+        "1h",
+        "--listen-metrics",
+        &admin,
+    ]);
     let value = || {
         w.get(&["-n", &n, "configmap/c"])
             .map(|c| c["data"]["v"].as_str().unwrap_or("").to_owned())
@@ -76,8 +70,6 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
         metrics.contains(r#"tether_syncs_total{result="success",reason=""}"#),
         "{metrics}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 fn http_get(addr: &str, path: &str) -> String {

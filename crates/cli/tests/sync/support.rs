@@ -1,6 +1,6 @@
 //! Running the tether binary against the shared test cluster.
 
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use tether_testenv::{Cluster, GitRepo};
 
@@ -58,6 +58,19 @@ impl World {
         cmd
     }
 
+    /// Starts a long-running `tether` (the daemon) with `args`; it is killed when the guard drops, and its log
+    /// is printed if the test is failing.
+    pub fn spawn(&self, args: &[&str]) -> Daemon {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> String {
         tether_testenv::run(self.cluster.kubectl().args(args))
     }
@@ -74,6 +87,23 @@ impl World {
         out.status
             .success()
             .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+}
+
+/// A running daemon, stopped on drop.
+pub struct Daemon {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            eprintln!("--- tether daemon log ---\n{log}--- end of tether daemon log ---");
+        }
     }
 }
 

@@ -702,10 +702,20 @@ async fn an_https_client_against_a_plain_http_registry_says_how_to_fix_it() {
     let err = client
         .list_tags(&repo(&registry, "team/x"), &anon())
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
     assert!(
-        err.contains(&registry.host) && err.contains("--registry-insecure-host"),
+        matches!(
+            &err,
+            tether_registry::Error::Transport {
+                hint: Some(tether_registry::TransportHint::MaybePlainHttp),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains(&registry.host) && err.contains("plain HTTP"),
         "{err}"
     );
     assert!(

@@ -1,0 +1,166 @@
+//! What to change about an error, in this binary's flags. The libraries classify failures and say what
+//! happened; only the binary knows which flag fixes each.
+
+use std::error::Error as StdError;
+
+use tether_daemon::SyncError;
+use tether_registry::{Error as RegistryError, TransportHint};
+use tether_render::{Error as RenderError, SnapshotError};
+use tether_source::Error as SourceError;
+
+/// The advice for `err`, if one of its layers is an error a flag fixes.
+pub fn advice(err: &(dyn StdError + 'static)) -> Option<String> {
+    let mut layer = Some(err);
+    while let Some(e) = layer {
+        if let Some(a) = advice_for(e) {
+            return Some(a.to_owned());
+        }
+        layer = e.source();
+    }
+    None
+}
+
+fn advice_for(e: &(dyn StdError + 'static)) -> Option<&'static str> {
+    // `#[error(transparent)]` wrappers forward `source()` past the wrapped error, so they are unwrapped here.
+    if let Some(e) = e.downcast_ref::<SyncError>() {
+        return match e {
+            SyncError::Source(e) => source(e),
+            SyncError::Render(e) => render(e),
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<SnapshotError>() {
+        return match e {
+            SnapshotError::Source(e) => source(e),
+            SnapshotError::Render(e) => render(e),
+        };
+    }
+    if let Some(e) = e.downcast_ref::<tether_automation::run::Error>() {
+        return match e {
+            tether_automation::run::Error::Source(e) => source(e),
+            tether_automation::run::Error::Render(e) => render(e),
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<SourceError>() {
+        return source(e);
+    }
+    if let Some(e) = e.downcast_ref::<RenderError>() {
+        return render(e);
+    }
+    e.downcast_ref::<RegistryError>().and_then(registry)
+}
+
+fn source(e: &SourceError) -> Option<&'static str> {
+    Some(match e {
+        SourceError::ReadOnly { .. } => {
+            "give the deploy key write access, or run with --git-readonly (tether then records the sync \
+             state in a Secret)"
+        }
+        SourceError::HostKey { .. } => {
+            "add the host's key to the file given by --git-known-hosts (for example with ssh-keyscan, \
+             verified out of band)"
+        }
+        SourceError::Auth { .. } => {
+            "add the public key of --git-ssh-key (ssh-keygen -y -f <key> prints it) as a deploy key of the \
+             repository, or fix the HTTPS credentials (--git-https-credentials-file)"
+        }
+        SourceError::NoBranch { .. } => "push the branch, or set --git-branch",
+        SourceError::Timeout { .. } => "raise --git-timeout if the repository is large",
+        _ => return None,
+    })
+}
+
+fn render(e: &RenderError) -> Option<&'static str> {
+    match e {
+        RenderError::BadPath { .. } => Some("check --git-path against the repository's layout"),
+        RenderError::Files(_) => None,
+    }
+}
+
+fn registry(e: &RegistryError) -> Option<&'static str> {
+    match e {
+        RegistryError::RateLimited { .. } => {
+            Some("lower --registry-rps or --registry-burst, or automate fewer images")
+        }
+        RegistryError::Transport {
+            hint: Some(TransportHint::MaybePlainHttp),
+            ..
+        } => Some("list the host in --registry-insecure-host if it serves plain HTTP"),
+        RegistryError::Unauthorized { hint, .. } if hint.starts_with("no credentials") => {
+            Some("credentials can also come from a docker config.json given with --docker-config")
+        }
+        _ => None,
+    }
+}
+
+/// `text` (the description of `err`) followed by the advice for `err`, if any: `<text>; <advice>`.
+pub fn with_advice(err: &(dyn StdError + 'static), text: String) -> String {
+    match advice(err) {
+        Some(a) => format!("{text}; {a}"),
+        None => text,
+    }
+}
+
+/// `err` and its advice on one line, for the daemon's log.
+pub fn explain(err: &(dyn StdError + 'static)) -> String {
+    with_advice(err, err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_failures_get_the_flag_that_fixes_them_through_every_wrapper() {
+        let read_only = || SourceError::ReadOnly {
+            url: "git@h:r".into(),
+            op: "push".into(),
+            detail: "denied".into(),
+        };
+        for err in [
+            Box::new(read_only()) as Box<dyn StdError>,
+            Box::new(SyncError::Source(read_only())),
+            Box::new(SnapshotError::Source(read_only())),
+        ] {
+            let a = advice(err.as_ref()).unwrap();
+            assert!(
+                a.contains("write access") && a.contains("--git-readonly"),
+                "{a}"
+            );
+        }
+        let host_key = SourceError::HostKey {
+            url: "ssh://h/r".into(),
+            detail: "changed".into(),
+        };
+        assert!(advice(&host_key).unwrap().contains("--git-known-hosts"));
+        let branch = SourceError::NoBranch {
+            url: "file:///r".into(),
+            branch: "prod".into(),
+        };
+        assert_eq!(
+            with_advice(&branch, branch.to_string()),
+            "branch 'prod' does not exist in file:///r; push the branch, or set --git-branch"
+        );
+        let unreachable = SourceError::Unreachable {
+            url: "ssh://h/r".into(),
+            detail: "refused".into(),
+        };
+        assert_eq!(advice(&unreachable), None);
+    }
+
+    #[test]
+    fn registry_failures_name_the_registry_flags() {
+        let limited = RegistryError::RateLimited {
+            host: "r".into(),
+            attempts: 3,
+            retry_after: None,
+        };
+        assert!(advice(&limited).unwrap().contains("--registry-rps"));
+        let bad_path = RenderError::BadPath {
+            path: "x".into(),
+            reason: "does not exist".into(),
+        };
+        assert!(advice(&bad_path).unwrap().contains("--git-path"));
+    }
+}

@@ -1,0 +1,505 @@
+//! Command-line flags (Flux v1 names where Flux had one) and their validation into the plain configuration
+//! structs the libraries take. Only this binary knows flag names.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tether_daemon::config::{AutomationSettings, Config, LogFormat, SyncState};
+use tether_plan::gc::Mode as Gc;
+use tether_plan::NamespaceFilter;
+use tether_source::{Auth, GitConfig, GitUrl};
+
+/// `--sync-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncStateArg {
+    /// An annotated tag in the repository (needs write access).
+    Git,
+    /// An annotation on a Secret in tether's namespace.
+    Secret,
+}
+
+impl From<SyncStateArg> for SyncState {
+    fn from(a: SyncStateArg) -> Self {
+        match a {
+            SyncStateArg::Git => SyncState::Git,
+            SyncStateArg::Secret => SyncState::Secret,
+        }
+    }
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// logfmt (`key=value`).
+    Fmt,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Fmt => LogFormat::Fmt,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// Where the manifests come from: flags shared by `tether daemon` and the offline commands.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Repository: ssh://, git@host:path, https://, file:// or a local path.
+    #[arg(long, env = "TETHER_GIT_URL")]
+    pub git_url: String,
+    /// Branch to sync.
+    #[arg(long, default_value = "main")]
+    pub git_branch: String,
+    /// Paths inside the repository to sync (repeatable or comma-separated; default: the whole repository).
+    #[arg(long, value_delimiter = ',')]
+    pub git_path: Vec<String>,
+    /// Limit for each git operation.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub git_timeout: Duration,
+    /// SSH private key (deploy key) for ssh:// and git@host:path URLs.
+    #[arg(long)]
+    pub git_ssh_key: Option<PathBuf>,
+    /// known_hosts file for the Git host; unknown or changed host keys are refused.
+    #[arg(long)]
+    pub git_known_hosts: Option<PathBuf>,
+    /// File with HTTPS credentials, `username:password` on one line (else TETHER_GIT_HTTPS_USER/_PASSWORD).
+    #[arg(long)]
+    pub git_https_credentials_file: Option<PathBuf>,
+    /// Committer name for tags and commits tether makes.
+    #[arg(long, default_value = "tether")]
+    pub git_user: String,
+    /// Committer email.
+    #[arg(long, default_value = "tether@localhost")]
+    pub git_email: String,
+    /// Where the local clone and caches live.
+    #[arg(long, env = "TETHER_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// How registries are queried: flags shared by `tether daemon` and `tether list-images`.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Requests per second to each registry host (halved on HTTP 429, recovering slowly).
+    #[arg(long, default_value_t = 50.0)]
+    pub registry_rps: f64,
+    /// Burst of requests to each registry host.
+    #[arg(long, default_value_t = 10)]
+    pub registry_burst: u32,
+    /// Registry hosts spoken to over plain HTTP (repeatable or comma-separated), e.g. 127.0.0.1:5000.
+    #[arg(long, value_delimiter = ',')]
+    pub registry_insecure_host: Vec<String>,
+    /// Platform picked from multi-arch images.
+    #[arg(long, default_value = "linux/amd64")]
+    pub registry_platform: String,
+    /// docker config.json with registry credentials, used after the workloads' imagePullSecrets.
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
+}
+
+/// Flags of `tether daemon`.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// Perform exactly one sync, print its summary and exit (0 on success).
+    #[arg(long)]
+    pub once: bool,
+    /// The git source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How often to fetch the repository.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub git_poll_interval: Duration,
+    /// How often to re-apply everything even without new commits (corrects drift).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sync_interval: Duration,
+    /// Never push: keeps the sync state in a Secret and turns image automation off.
+    #[arg(long)]
+    pub git_readonly: bool,
+    /// Where to record the last applied revision [default: git, or secret with --git-readonly].
+    #[arg(long, value_enum)]
+    pub sync_state: Option<SyncStateArg>,
+    /// Name of the sync tag [default: tether-sync] (with --sync-state git).
+    #[arg(long)]
+    pub git_sync_tag: Option<String>,
+    /// Stable name of this sync; objects carry it as their owner.
+    #[arg(long, default_value = "tether")]
+    pub sync_name: String,
+    /// Only touch these namespaces (repeatable); objects elsewhere are skipped with a warning.
+    #[arg(long, value_delimiter = ',')]
+    pub k8s_allow_namespace: Vec<String>,
+    /// Namespace for namespaced objects that name none [default: the kubeconfig's, else "default"].
+    #[arg(long)]
+    pub k8s_default_namespace: Option<String>,
+    /// Secret that holds the sync state with --sync-state secret.
+    #[arg(long, default_value = "tether-sync")]
+    pub k8s_secret_name: String,
+    /// tether's own namespace, for the state Secret and the GC inventory [default: $POD_NAMESPACE, else the
+    /// kubeconfig's].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Delete objects this sync applied earlier that are no longer in Git (and nothing else).
+    #[arg(long)]
+    pub sync_garbage_collection: bool,
+    /// Like --sync-garbage-collection, but only log `would delete <id>`.
+    #[arg(long)]
+    pub sync_garbage_collection_dry: bool,
+    /// Allow garbage collection to delete everything when the repository renders no objects at all.
+    #[arg(long)]
+    pub sync_garbage_collection_allow_empty: bool,
+    /// How often image automation checks registries for newer tags of automated workloads.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub automation_interval: Duration,
+    /// Turn image automation (and registry scanning) off.
+    #[arg(long)]
+    pub registry_disable_scanning: bool,
+    /// Registry access for image automation.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Address of /healthz, /readyz and /metrics (not served with --once).
+    #[arg(long, default_value = "0.0.0.0:3031")]
+    pub listen_metrics: std::net::SocketAddr,
+    /// Writes in flight at once while applying.
+    #[arg(long, default_value_t = 32)]
+    pub apply_concurrency: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "fmt")]
+    pub log_format: LogFormatArg,
+}
+
+/// A flag value or combination that tether refuses at start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl DaemonArgs {
+    /// Validates every flag and combination; nothing is touched before this succeeds.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let err = |m: String| ConfigError(m);
+        let automation = self.automation_settings().map_err(err)?;
+        let source = self.source.settle().map_err(err)?;
+        let sync_state = match (self.git_readonly, self.sync_state) {
+            (true, Some(SyncStateArg::Git)) => {
+                return Err(err(
+                    "--git-readonly contradicts --sync-state git: a read-only key cannot push the sync tag; \
+                     use --sync-state secret (the default with --git-readonly)"
+                        .into(),
+                ))
+            }
+            (true, _) => SyncState::Secret,
+            (false, s) => s.map_or(SyncState::Git, SyncState::from),
+        };
+        if sync_state == SyncState::Secret && self.git_sync_tag.is_some() {
+            return Err(err(
+                "--git-sync-tag only applies with --sync-state git".into()
+            ));
+        }
+        let sync_tag = self.git_sync_tag.unwrap_or_else(|| "tether-sync".into());
+        if sync_tag.is_empty()
+            || sync_tag.contains(char::is_whitespace)
+            || sync_tag == source.git.branch
+        {
+            return Err(err(format!(
+                "--git-sync-tag '{sync_tag}' must be a non-empty tag name different from the branch"
+            )));
+        }
+        if !is_label_value(&self.sync_name) {
+            return Err(err(format!(
+                "--sync-name '{}' must be 1-63 characters of a-z, 0-9 and '-', starting and ending alphanumeric",
+                self.sync_name
+            )));
+        }
+        for (flag, d) in [
+            ("--git-poll-interval", self.git_poll_interval),
+            ("--sync-interval", self.sync_interval),
+        ] {
+            if d.is_zero() {
+                return Err(err(format!("{flag} must be greater than zero")));
+            }
+        }
+        if self.apply_concurrency == 0 {
+            return Err(err("--apply-concurrency must be at least 1".into()));
+        }
+        let gc = match (
+            self.sync_garbage_collection,
+            self.sync_garbage_collection_dry,
+        ) {
+            (_, true) => Gc::DryRun,
+            (true, false) => Gc::On,
+            (false, false) => Gc::Off,
+        };
+        if self.sync_garbage_collection_allow_empty && gc == Gc::Off {
+            return Err(err(
+                "--sync-garbage-collection-allow-empty needs --sync-garbage-collection or --sync-garbage-collection-dry".into(),
+            ));
+        }
+        Ok(Config {
+            once: self.once,
+            git: source.git,
+            paths: source.paths,
+            poll_interval: self.git_poll_interval,
+            sync_interval: self.sync_interval,
+            readonly: self.git_readonly,
+            sync_state,
+            sync_tag,
+            sync_name: self.sync_name,
+            namespaces: NamespaceFilter(
+                self.k8s_allow_namespace
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect::<BTreeSet<_>>(),
+            ),
+            default_namespace: self.k8s_default_namespace,
+            secret_name: self.k8s_secret_name,
+            namespace: self.namespace,
+            gc,
+            gc_allow_empty: self.sync_garbage_collection_allow_empty,
+            cache_dir: source.cache_dir,
+            concurrency: self.apply_concurrency,
+            log_format: self.log_format.into(),
+            automation,
+            listen_metrics: self.listen_metrics,
+            explain: crate::advice::explain,
+        })
+    }
+
+    fn automation_settings(&self) -> Result<Option<AutomationSettings>, String> {
+        if self.automation_interval.is_zero() {
+            return Err("--automation-interval must be greater than zero".into());
+        }
+        let cache_dir = self
+            .source
+            .cache_dir
+            .clone()
+            .unwrap_or_else(default_cache_dir);
+        let (registry, docker_config) = self.registry.settle(&cache_dir)?;
+        if self.git_readonly || self.registry_disable_scanning {
+            return Ok(None);
+        }
+        Ok(Some(AutomationSettings {
+            interval: self.automation_interval,
+            registry,
+            docker_config,
+        }))
+    }
+}
+
+/// A validated source: the git configuration, the paths to render and the cache directory.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The git source.
+    pub git: GitConfig,
+    /// Paths to render.
+    pub paths: Vec<String>,
+    /// Cache root.
+    pub cache_dir: PathBuf,
+}
+
+impl SourceArgs {
+    /// Validates the source flags.
+    pub fn settle(&self) -> Result<Source, String> {
+        let url = GitUrl::parse(&self.git_url)?;
+        if self.git_branch.trim().is_empty() || self.git_branch.starts_with('-') {
+            return Err(format!(
+                "--git-branch '{}' is not a branch name",
+                self.git_branch
+            ));
+        }
+        let mut paths = Vec::new();
+        for p in self
+            .git_path
+            .iter()
+            .map(|p| p.trim().trim_end_matches('/'))
+            .filter(|p| !p.is_empty())
+        {
+            tether_render::check_path(p).map_err(|e| format!("--git-path: {e}"))?;
+            if p != "." {
+                paths.push(p.to_owned());
+            }
+        }
+        if self.git_timeout.is_zero() {
+            return Err("--git-timeout must be greater than zero".into());
+        }
+        let is_ssh = matches!(url, GitUrl::Ssh(_));
+        if !is_ssh && (self.git_ssh_key.is_some() || self.git_known_hosts.is_some()) {
+            return Err(format!(
+                "--git-ssh-key and --git-known-hosts only apply to SSH URLs, not {url}"
+            ));
+        }
+        for (flag, f) in [
+            ("--git-ssh-key", &self.git_ssh_key),
+            ("--git-known-hosts", &self.git_known_hosts),
+        ] {
+            if let Some(f) = f {
+                if !f.is_file() {
+                    return Err(format!("{flag} {}: no such file", f.display()));
+                }
+            }
+        }
+        let https = https_credentials(&url, self.git_https_credentials_file.as_deref())?;
+        Ok(Source {
+            git: GitConfig {
+                url,
+                branch: self.git_branch.clone(),
+                timeout: self.git_timeout,
+                auth: Auth {
+                    ssh_key: self.git_ssh_key.clone(),
+                    known_hosts: self.git_known_hosts.clone(),
+                    https,
+                },
+                user_name: self.git_user.clone(),
+                user_email: self.git_email.clone(),
+            },
+            paths,
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        })
+    }
+}
+
+impl RegistryArgs {
+    /// Validates the registry flags; the client caches under `cache_dir`.
+    pub fn settle(
+        &self,
+        cache_dir: &std::path::Path,
+    ) -> Result<(tether_registry::ClientConfig, tether_registry::Credentials), String> {
+        if !self.registry_rps.is_finite() || self.registry_rps <= 0.0 || self.registry_burst == 0 {
+            return Err("--registry-rps must be positive and --registry-burst at least 1".into());
+        }
+        let platform = tether_registry::Platform::parse(&self.registry_platform)
+            .map_err(|e| format!("--registry-platform {}: {e}", self.registry_platform))?;
+        let docker_config = match &self.docker_config {
+            Some(path) => {
+                tether_registry::Credentials::read_docker_config(path).map_err(|e| e.to_string())?
+            }
+            None => tether_registry::Credentials::anonymous(),
+        };
+        let config = tether_registry::ClientConfig {
+            rate_limit: tether_registry::RateLimit {
+                rps: self.registry_rps,
+                burst: self.registry_burst,
+            },
+            insecure_hosts: self.registry_insecure_host.clone(),
+            platform,
+            cache_dir: Some(cache_dir.to_path_buf()),
+            ..Default::default()
+        };
+        Ok((config, docker_config))
+    }
+}
+
+/// Where clones and caches live without `--cache-dir`.
+fn default_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("tether-cache")
+}
+
+fn is_label_value(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// HTTPS credentials from `--git-https-credentials-file` or the environment; never from the URL.
+fn https_credentials(
+    url: &GitUrl,
+    file: Option<&std::path::Path>,
+) -> Result<Option<(String, String)>, String> {
+    let from_env = std::env::var("TETHER_GIT_HTTPS_USER")
+        .ok()
+        .zip(std::env::var("TETHER_GIT_HTTPS_PASSWORD").ok());
+    let creds = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--git-https-credentials-file {}: {e}", f.display()))?;
+            let line = text.lines().next().unwrap_or("").trim();
+            let (u, p) = line.split_once(':').ok_or_else(|| {
+                format!(
+                    "--git-https-credentials-file {}: expected one line `username:password`",
+                    f.display()
+                )
+            })?;
+            Some((u.to_owned(), p.to_owned()))
+        }
+        None => from_env,
+    };
+    if creds.is_some() && !matches!(url, GitUrl::Http(_)) {
+        return Err(format!(
+            "HTTPS credentials were given but --git-url {url} is not an https:// URL"
+        ));
+    }
+    Ok(creds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        args: DaemonArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["t", "--git-url", "file:///srv/repo"];
+        all.extend_from_slice(args);
+        T::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .args
+            .into_config()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_issue() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.git.branch, "main");
+        assert_eq!(c.poll_interval, Duration::from_secs(60));
+        assert_eq!(c.sync_interval, Duration::from_secs(300));
+        assert_eq!(c.sync_state, SyncState::Git);
+        assert_eq!(c.sync_tag, "tether-sync");
+        assert!(c.paths.is_empty());
+    }
+
+    #[test]
+    fn paths_are_repeatable_and_comma_separated_and_must_stay_inside() {
+        let c = parse(&["--git-path", "a,b/", "--git-path", "c"]).unwrap();
+        assert_eq!(c.paths, ["a", "b", "c"]);
+        assert!(parse(&["--git-path", "../x"]).unwrap_err().contains(".."));
+        assert!(parse(&["--git-path", "/abs"])
+            .unwrap_err()
+            .contains("absolute"));
+    }
+
+    #[test]
+    fn readonly_forces_secret_state_and_rejects_contradictions() {
+        assert_eq!(
+            parse(&["--git-readonly"]).unwrap().sync_state,
+            SyncState::Secret
+        );
+        assert!(parse(&["--git-readonly", "--sync-state", "git"])
+            .unwrap_err()
+            .contains("contradicts"));
+        assert!(parse(&["--sync-state", "secret", "--git-sync-tag", "x"]).is_err());
+        assert!(parse(&["--git-ssh-key", "/nonexistent"])
+            .unwrap_err()
+            .contains("only apply to SSH"));
+        assert!(parse(&["--no-such-flag"]).is_err());
+        assert!(parse(&["--git-poll-interval", "0s"])
+            .unwrap_err()
+            .contains("greater than zero"));
+        assert!(parse(&["--sync-name", "Bad_Name"]).is_err());
+        assert!(parse(&["--sync-garbage-collection-allow-empty"]).is_err());
+        assert_eq!(
+            parse(&["--sync-garbage-collection-dry"]).unwrap().gc,
+            Gc::DryRun
+        );
+    }
+}

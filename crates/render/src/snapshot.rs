@@ -1,0 +1,48 @@
+//! A commit's desired state, read the one way every command reads it: check the revision out of the local
+//! clone, then render the configured paths. The sync, image automation and `list-images` all start here.
+
+use tether_core::Resource;
+use tether_source::Repo;
+
+/// The resources one revision renders to.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The commit.
+    pub revision: String,
+    /// Every object under the paths, in a stable order, with its file and line.
+    pub resources: Vec<Resource>,
+}
+
+/// Reading a revision failed: git could not produce the tree, or the tree does not render.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Fetching or checking out failed.
+    #[error(transparent)]
+    Source(#[from] tether_source::Error),
+    /// The manifests are invalid.
+    #[error(transparent)]
+    Render(#[from] crate::Error),
+}
+
+impl Snapshot {
+    /// Checks `revision` out of `repo` and renders `paths` (the whole tree when empty). The caller holds the
+    /// clone for the duration: the checkout is shared.
+    pub async fn read(
+        repo: &Repo,
+        revision: &str,
+        paths: &[String],
+    ) -> Result<Snapshot, SnapshotError> {
+        let tree = repo.checkout(revision).await?;
+        let resources = crate::render(tree, paths)?;
+        Ok(Snapshot {
+            revision: revision.to_owned(),
+            resources,
+        })
+    }
+
+    /// Fetches the branch and reads its head.
+    pub async fn head(repo: &Repo, paths: &[String]) -> Result<Snapshot, SnapshotError> {
+        let head = repo.fetch().await?;
+        Self::read(repo, &head, paths).await
+    }
+}
