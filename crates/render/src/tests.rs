@@ -114,3 +114,14 @@ fn split_keeps_inline_documents_after_the_marker() {
     assert_eq!(docs[0].0, 1);
     assert_eq!(docs[1], (3, "b: 2\n"));
 }
+
+#[test]
+fn a_directory_link_loop_is_reported_once_instead_of_walked() {
+    let t = tree(&[("apps/cm.yaml", CM)]);
+    std::os::unix::fs::symlink(".", t.path().join("apps/loop")).unwrap();
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    // Before walkdir: every file again under loop/, loop/loop/, ... and 40 "duplicate object" errors.
+    assert!(err.contains("1 problem(s)"), "{err}");
+    assert!(err.contains("apps/loop") && err.contains("loop"), "{err}");
+    assert!(!err.contains("duplicate"), "{err}");
+}
