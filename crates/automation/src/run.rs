@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use tether_core::ObjectId;
 use tether_registry::{Credentials, ImageRef, RegistryClient, TagPolicy};
+use tether_render::kustomize::is_kustomization_file;
 use tether_render::{Snapshot, SnapshotError};
 use tether_source::Repo;
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::update::{commit_message, write_updates, ImageUpdate};
 use crate::workload::{workloads, Workload};
@@ -20,8 +21,10 @@ const PUSH_ATTEMPTS: usize = 5;
 /// Settings of the automation loop.
 #[derive(Debug, Clone)]
 pub struct AutomationConfig {
-    /// `--git-path`s to render.
+    /// Paths to render.
     pub paths: Vec<String>,
+    /// Renders the tree (shared with the sync, so both use one kustomize cache).
+    pub renderer: Arc<tether_render::Renderer>,
     /// Namespace of workloads that name none.
     pub default_namespace: String,
     /// Credentials from `--docker-config`, used after the workload's own.
@@ -76,18 +79,13 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
-    /// A short stable label for logs and metrics.
+    /// A short stable label for logs and metrics: `policy`, `image_reference`, or the registry error's own
+    /// (`rate_limited`, `unauthorized`, ...).
     pub fn label(&self) -> &'static str {
         match self {
             ContainerError::Policy { .. } => "policy",
             ContainerError::Image { .. } => "image_reference",
-            ContainerError::Registry { source, .. } => match source.label() {
-                "rate_limited" => "registry_rate_limited",
-                "unauthorized" => "registry_unauthorized",
-                "not_found" => "registry_not_found",
-                "transport" => "registry_transport",
-                _ => "registry",
-            },
+            ContainerError::Registry { source, .. } => source.label(),
         }
     }
 }
@@ -170,10 +168,25 @@ impl Automation {
 
     /// Runs one pass.
     pub async fn run_once(&self) -> Result<Pass, Error> {
-        let snapshot = Snapshot::head(&*self.repo.lock().await, &self.cfg.paths).await?;
+        let snapshot = Snapshot::head(
+            &*self.repo.lock().await,
+            &self.cfg.paths,
+            &self.cfg.renderer,
+        )
+        .await?;
         let candidates: Vec<Workload> = workloads(&snapshot.resources, &self.cfg.default_namespace)
             .into_iter()
             .filter(Workload::is_automatable)
+            .filter(|w| {
+                // Its image is set by a kustomization, possibly through an overlay's `images:`: editing
+                // the file it came from could change the wrong thing.
+                let built = is_kustomization_file(&w.source.file);
+                if built {
+                    debug!(component = "automation", workload = %w.id, source = %w.source,
+                        "not automated: built by kustomize, whose files tether does not edit yet");
+                }
+                !built
+            })
             .collect();
         let mut pass = Pass::default();
         // Bounded by the registry client's own per-host limits; a few workloads at once keep it busy.

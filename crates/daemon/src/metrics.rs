@@ -178,10 +178,12 @@ mod tests {
     fn automation_failures_are_labelled_by_what_failed() {
         let m = Metrics::new();
         m.automation_pass(None, 2);
-        m.automation_pass(Some("registry_rate_limited"), 0);
+        m.automation_pass(Some("rate_limited"), 0);
         let text = m.encode();
         assert!(
-            text.contains(r#"tether_automation_passes_total{result="failure",reason="registry_rate_limited"} 1"#),
+            text.contains(
+                r#"tether_automation_passes_total{result="failure",reason="rate_limited"} 1"#
+            ),
             "{text}"
         );
         assert!(text.contains("tether_automation_updates_total 2"), "{text}");
