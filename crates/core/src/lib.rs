@@ -7,6 +7,7 @@
 pub mod id;
 pub mod kind;
 pub mod policy;
+pub mod removed;
 pub mod resource;
 pub mod workload;
 

@@ -119,15 +119,19 @@ pub fn prepare(
         }
         let (group, version) = split_api_version(r.api_version());
         let Some(kind) = resolve(group, version, r.kind()) else {
-            errors.push(PlanError {
-                at: r.source.clone(),
-                id: None,
-                message: format!(
+            let message = match tether_core::removed::removal(r.api_version(), r.kind()) {
+                Some(removed) => removed.describe(r.api_version(), r.kind()),
+                None => format!(
                     "{} {} is not served by the cluster and no CustomResourceDefinition in this commit defines it; \
                      check apiVersion and kind, or install the CRD",
                     r.api_version(),
                     r.kind()
                 ),
+            };
+            errors.push(PlanError {
+                at: r.source.clone(),
+                id: None,
+                message,
             });
             continue;
         };

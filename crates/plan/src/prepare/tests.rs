@@ -184,3 +184,40 @@ fn decisions_follow_live_state() {
     old["metadata"]["annotations"]["flux.weave.works/ignore"] = "true".into();
     assert_eq!(decide(&d, Some(&old)), Action::IgnoredLive);
 }
+
+#[test]
+fn a_removed_api_version_names_its_release_and_replacement() {
+    let err = prepare(
+        vec![
+            res(
+                "hpa.yaml",
+                json!({"apiVersion": "autoscaling/v2beta1", "kind": "HorizontalPodAutoscaler",
+                       "metadata": {"name": "web", "namespace": "demo"}}),
+            ),
+            res(
+                "ing.yaml",
+                json!({"apiVersion": "extensions/v1beta1", "kind": "Ingress", "metadata": {"name": "web"}}),
+            ),
+        ],
+        resolve,
+        "default",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap_err();
+    let lines: Vec<String> = err.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "hpa.yaml:1: autoscaling/v2beta1 HorizontalPodAutoscaler is no longer served"
+        ) && lines[0].contains("1.25")
+            && lines[0].contains("autoscaling/v2"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("networking.k8s.io/v1") && lines[1].contains("pathType"),
+        "{}",
+        lines[1]
+    );
+}
