@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use tether_daemon::config::{AutomationSettings, Config, LogFormat, SyncState};
 use tether_plan::gc::Mode as Gc;
 use tether_plan::NamespaceFilter;
+use tether_render::KustomizeConfig;
 use tether_source::{Auth, GitConfig, GitUrl};
 
 /// `--sync-state`.
@@ -80,6 +81,15 @@ pub struct SourceArgs {
     /// Where the local clone and caches live.
     #[arg(long, env = "TETHER_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// kustomize binary that builds directories holding a kustomization.
+    #[arg(long, default_value = "kustomize")]
+    pub kustomize_bin: PathBuf,
+    /// Let kustomizations fetch remote bases and resources (git or HTTP URLs) while building.
+    #[arg(long)]
+    pub kustomize_allow_remote: bool,
+    /// Limit for one kustomize build.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub kustomize_timeout: Duration,
 }
 
 /// How registries are queried: flags shared by `tether daemon` and `tether list-images`.
@@ -241,6 +251,7 @@ impl DaemonArgs {
             once: self.once,
             git: source.git,
             paths: source.paths,
+            kustomize: source.kustomize,
             poll_interval: self.git_poll_interval,
             sync_interval: self.sync_interval,
             readonly: self.git_readonly,
@@ -297,6 +308,8 @@ pub struct Source {
     pub paths: Vec<String>,
     /// Cache root.
     pub cache_dir: PathBuf,
+    /// How kustomization directories are built.
+    pub kustomize: KustomizeConfig,
 }
 
 impl SourceArgs {
@@ -341,6 +354,10 @@ impl SourceArgs {
             }
         }
         let https = https_credentials(&url, self.git_https_credentials_file.as_deref())?;
+        if self.kustomize_timeout.is_zero() {
+            return Err("--kustomize-timeout must be greater than zero".into());
+        }
+        let cache_dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
         Ok(Source {
             git: GitConfig {
                 url,
@@ -355,7 +372,13 @@ impl SourceArgs {
                 user_email: self.git_email.clone(),
             },
             paths,
-            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            kustomize: KustomizeConfig {
+                bin: self.kustomize_bin.clone(),
+                allow_remote: self.kustomize_allow_remote,
+                timeout: self.kustomize_timeout,
+                cache_dir: Some(cache_dir.join("kustomize")),
+            },
+            cache_dir,
         })
     }
 }

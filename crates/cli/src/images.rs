@@ -6,7 +6,7 @@ use crate::flags::{RegistryArgs, SourceArgs};
 use clap::{Args, ValueEnum};
 use tether_core::ObjectId;
 use tether_registry::RegistryClient;
-use tether_render::Snapshot;
+use tether_render::{Renderer, Snapshot};
 use tether_source::Repo;
 
 /// Output format.
@@ -62,7 +62,8 @@ pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
     };
     let result = rt.block_on(async {
         let repo = Repo::open(source.git.clone(), &source.cache_dir).await?;
-        let snapshot = Snapshot::head(&repo, &source.paths).await?;
+        let renderer = Renderer::new(source.kustomize.clone());
+        let snapshot = Snapshot::head(&repo, &source.paths, &renderer).await?;
         let workloads =
             tether_automation::workloads(&snapshot.resources, &args.k8s_default_namespace);
         if let Some(o) = &only {

@@ -22,6 +22,7 @@ pub(crate) fn build(settings: &AutomationSettings, syncer: &Syncer) -> anyhow::R
         syncer.repo(),
         AutomationConfig {
             paths: syncer.config().paths.clone(),
+            renderer: syncer.renderer(),
             default_namespace: syncer.default_namespace().to_owned(),
             docker_config: settings.docker_config.clone(),
         },

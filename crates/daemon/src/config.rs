@@ -38,6 +38,8 @@ pub struct Config {
     pub git: GitConfig,
     /// Paths to render.
     pub paths: Vec<String>,
+    /// How kustomization directories are built.
+    pub kustomize: tether_render::KustomizeConfig,
     /// Fetch period.
     pub poll_interval: Duration,
     /// Full re-sync period.

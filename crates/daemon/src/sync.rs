@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tether_apply::{Engine, SyncOptions};
 use tether_record::{Inventory, Marker};
-use tether_render::{Snapshot, SnapshotError};
+use tether_render::{Renderer, Snapshot, SnapshotError};
 use tether_source::Repo;
 use tokio::sync::Mutex;
 
@@ -118,6 +118,7 @@ pub struct Syncer {
     marker: Marker,
     inventory: Inventory,
     opts: SyncOptions,
+    renderer: Arc<Renderer>,
     write_checked: bool,
 }
 
@@ -155,6 +156,7 @@ impl Syncer {
             concurrency: cfg.concurrency,
         };
         Ok(Syncer {
+            renderer: Arc::new(Renderer::new(cfg.kustomize.clone())),
             engine: Engine::new(client),
             repo: Arc::new(Mutex::new(repo)),
             marker,
@@ -168,6 +170,11 @@ impl Syncer {
     /// The local clone, shared with the image automation loop (which commits through a worktree of it).
     pub fn repo(&self) -> Arc<Mutex<Repo>> {
         self.repo.clone()
+    }
+
+    /// The renderer and its kustomize cache, shared with the image automation loop.
+    pub fn renderer(&self) -> Arc<Renderer> {
+        self.renderer.clone()
     }
 
     /// The configuration.
@@ -212,7 +219,13 @@ impl Syncer {
             stages.mark("write_check");
         }
         // The clone is shared with image automation; hold it only while reading the tree.
-        let snapshot = Snapshot::read(&*self.repo.lock().await, &revision, &self.cfg.paths).await?;
+        let snapshot = Snapshot::read(
+            &*self.repo.lock().await,
+            &revision,
+            &self.cfg.paths,
+            &self.renderer,
+        )
+        .await?;
         stages.mark("checkout_render");
         let report = self.engine.sync(snapshot.resources, &self.opts).await?;
         stages.mark("apply");

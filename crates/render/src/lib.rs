@@ -1,9 +1,11 @@
 //! Render: a checked-out tree → the list of desired objects, each with the file and line it came from.
 //!
 //! Reads every `*.yaml`/`*.yml` under each path, recursively and in a stable order, as multi-document YAML;
-//! flattens `List` kinds; skips Helm chart directories (`Chart.yaml` + `values.yaml`) as Flux v1 did. All
+//! flattens `List` kinds; skips Helm chart directories (`Chart.yaml` + `values.yaml`) as Flux v1 did. A
+//! directory holding a kustomization is built with kustomize as one unit instead ([`kustomize`]). All
 //! problems in all files are gathered and reported together, so one sync shows everything to fix.
 
+pub mod kustomize;
 mod snapshot;
 mod yaml;
 
@@ -14,6 +16,8 @@ use std::path::{Component, Path};
 use serde_json::Value;
 use tether_core::{Provenance, Resource};
 
+use kustomize::Kustomize;
+pub use kustomize::KustomizeConfig;
 pub use snapshot::{Snapshot, SnapshotError};
 pub use yaml::split_documents;
 
@@ -66,9 +70,66 @@ pub fn check_path(path: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Renders the objects under `paths` (relative to `root`; empty = the whole repository).
+/// Renders the objects under `paths` (relative to `root`; empty = the whole repository), building
+/// kustomizations with the `kustomize` on `PATH` and no cache.
 pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
-    let mut files = Vec::new();
+    Renderer::default().render(root, paths)
+}
+
+/// Renders trees, keeping what lasts between syncs: the kustomize builds, and which documents were already
+/// reported as skipped (each is reported once, not at every sync).
+#[derive(Debug, Default)]
+pub struct Renderer {
+    kustomize: Kustomize,
+    reported: std::sync::Mutex<std::collections::BTreeSet<Provenance>>,
+}
+
+impl Renderer {
+    /// A renderer that builds kustomizations with these settings.
+    pub fn new(kustomize: KustomizeConfig) -> Self {
+        Renderer {
+            kustomize: Kustomize::new(kustomize),
+            reported: Default::default(),
+        }
+    }
+
+    /// How many kustomize builds ran (cache misses).
+    pub fn kustomize_runs(&self) -> usize {
+        self.kustomize.runs()
+    }
+
+    /// Renders the objects under `paths` (relative to `root`; empty = the whole repository).
+    pub fn render(&self, root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
+        let mut skipped = Vec::new();
+        let out = render_with(root, paths, &self.kustomize, &mut skipped);
+        if let Ok(mut reported) = self.reported.lock() {
+            for at in skipped {
+                if reported.insert(at.clone()) {
+                    tracing::info!(component = "render", source = %at,
+                        "skipped: a document with neither apiVersion nor kind is not a Kubernetes object");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One thing to read: a manifest file, or a kustomization directory built as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    File(String),
+    Kustomization(String),
+}
+
+/// Renders the objects under `paths`, building kustomizations with `kustomize`; documents that are not
+/// Kubernetes objects at all (neither apiVersion nor kind) are left out and listed in `skipped`.
+fn render_with(
+    root: &Path,
+    paths: &[String],
+    kustomize: &Kustomize,
+    skipped: &mut Vec<Provenance>,
+) -> Result<Vec<Resource>, Error> {
+    let mut units = Vec::new();
     let mut errors = Vec::new();
     let roots: Vec<String> = if paths.is_empty() {
         vec![String::new()]
@@ -84,27 +145,29 @@ pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
                 reason: "does not exist in this revision of the repository".into(),
             });
         }
-        collect_files(root, &dir, &mut files, &mut errors);
+        collect_units(root, &dir, &mut units, &mut errors);
     }
-    files.sort();
-    files.dedup();
+    units.sort();
+    units.dedup();
 
     let mut resources = Vec::new();
-    for rel in &files {
-        let text = match std::fs::read_to_string(root.join(rel)) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(FileError {
+    for unit in &units {
+        match unit {
+            Unit::File(rel) => match std::fs::read_to_string(root.join(rel)) {
+                Ok(text) => yaml::parse_file(rel, &text, &mut resources, &mut errors, skipped),
+                Err(e) => errors.push(FileError {
                     at: Provenance {
                         file: rel.clone(),
                         line: 1,
                     },
                     message: format!("cannot read: {e}"),
-                });
-                continue;
-            }
-        };
-        yaml::parse_file(rel, &text, &mut resources, &mut errors);
+                }),
+            },
+            Unit::Kustomization(rel) => match kustomize.build(root, rel) {
+                Ok(built) => resources.extend(built),
+                Err(e) => errors.extend(e),
+            },
+        }
     }
     check_duplicates(&resources, &mut errors);
     if errors.is_empty() {
@@ -115,17 +178,28 @@ pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
     }
 }
 
-/// Walks `dir`, collecting `*.yaml`/`*.yml` paths relative to `root`; skips `.git` and Helm chart directories.
-/// A path that is itself a file is taken whatever its name. Directory loops through links are reported,
-/// never walked twice.
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, errors: &mut Vec<FileError>) {
+/// Walks `dir`, collecting `*.yaml`/`*.yml` files and kustomization directories (not walked further)
+/// relative to `root`; skips `.git` and Helm chart directories. A path that is itself a file is taken
+/// whatever its name. Directory loops through links are reported, never walked twice.
+fn collect_units(root: &Path, dir: &Path, out: &mut Vec<Unit>, errors: &mut Vec<FileError>) {
     let is_chart = |p: &Path| p.join("Chart.yaml").is_file() && p.join("values.yaml").is_file();
+    let mut kustomizations = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| {
-            e.file_name() != ".git" && !(e.file_type().is_dir() && is_chart(e.path()))
+            if e.file_name() == ".git" {
+                return false;
+            }
+            if !e.file_type().is_dir() {
+                return true;
+            }
+            if kustomize::kustomization_file(e.path()).is_some() {
+                kustomizations.push(e.path().to_path_buf());
+                return false;
+            }
+            !is_chart(e.path())
         });
     for entry in walk {
         let entry = match entry {
@@ -148,10 +222,16 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, errors: &mut Ve
         let name = entry.file_name().to_str().unwrap_or("");
         if entry.depth() == 0 || name.ends_with(".yaml") || name.ends_with(".yml") {
             if let Some(rel) = relative(root, entry.path()) {
-                out.push(rel);
+                out.push(Unit::File(rel));
             }
         }
     }
+    out.extend(
+        kustomizations
+            .iter()
+            .filter_map(|k| relative(root, k))
+            .map(Unit::Kustomization),
+    );
 }
 
 fn relative(root: &Path, p: &Path) -> Option<String> {

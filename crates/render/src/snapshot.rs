@@ -4,6 +4,8 @@
 use tether_core::Resource;
 use tether_source::Repo;
 
+use crate::Renderer;
+
 /// The resources one revision renders to.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -31,9 +33,10 @@ impl Snapshot {
         repo: &Repo,
         revision: &str,
         paths: &[String],
+        renderer: &Renderer,
     ) -> Result<Snapshot, SnapshotError> {
         let tree = repo.checkout(revision).await?;
-        let resources = crate::render(tree, paths)?;
+        let resources = renderer.render(tree, paths)?;
         Ok(Snapshot {
             revision: revision.to_owned(),
             resources,
@@ -41,8 +44,12 @@ impl Snapshot {
     }
 
     /// Fetches the branch and reads its head.
-    pub async fn head(repo: &Repo, paths: &[String]) -> Result<Snapshot, SnapshotError> {
+    pub async fn head(
+        repo: &Repo,
+        paths: &[String],
+        renderer: &Renderer,
+    ) -> Result<Snapshot, SnapshotError> {
         let head = repo.fetch().await?;
-        Self::read(repo, &head, paths).await
+        Self::read(repo, &head, paths, renderer).await
     }
 }

@@ -1,14 +1,5 @@
 use super::*;
-
-fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    dir
-}
+use tether_testenv::tree;
 
 const CM: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\ndata:\n  k: v\n";
@@ -124,4 +115,27 @@ fn a_directory_link_loop_is_reported_once_instead_of_walked() {
     assert!(err.contains("1 problem(s)"), "{err}");
     assert!(err.contains("apps/loop") && err.contains("loop"), "{err}");
     assert!(!err.contains("duplicate"), "{err}");
+}
+
+#[test]
+fn documents_that_are_not_kubernetes_objects_are_skipped_but_half_objects_are_errors() {
+    let t = tree(&[
+        (
+            ".circleci/config.yml",
+            "version: 2.1\njobs:\n  build: {docker: [{image: rust}]}\n",
+        ),
+        ("values.yaml", "replicas: 3\n---\n# notes\nowner: team-a\n"),
+        ("app/cm.yaml", CM),
+    ]);
+    let renderer = Renderer::default();
+    let rs = renderer.render(t.path(), &[]).unwrap();
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].kind(), "ConfigMap");
+
+    let t = tree(&[("half.yaml", "kind: ConfigMap\nmetadata: {name: x}\n")]);
+    let err = renderer.render(t.path(), &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("half.yaml:1: object has no apiVersion"),
+        "{err}"
+    );
 }

@@ -45,12 +45,15 @@ pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
-/// Parses one file's documents into resources, or records why not.
+/// Parses one file's documents into resources, or records why not. Mappings with neither `apiVersion` nor
+/// `kind` (CI configs, Helm values, notes under a synced path) are not Kubernetes objects: they go to
+/// `skipped`, as Flux v1 skipped them; one with only one of the two stays an error.
 pub(crate) fn parse_file(
     file: &str,
     text: &str,
     out: &mut Vec<Resource>,
     errors: &mut Vec<FileError>,
+    skipped: &mut Vec<Provenance>,
 ) {
     for (line, doc) in split_documents(text) {
         let at = Provenance {
@@ -78,6 +81,10 @@ pub(crate) fn parse_file(
             }
         };
         if value.is_null() {
+            continue;
+        }
+        if value.is_object() && value.get("apiVersion").is_none() && value.get("kind").is_none() {
+            skipped.push(at);
             continue;
         }
         if is_list(&value) {

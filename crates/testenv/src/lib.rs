@@ -64,3 +64,23 @@ pub fn tool(name: &str) -> PathBuf {
         .args(["bin", module]));
     PathBuf::from(dir.trim()).join(name)
 }
+
+/// A temporary directory holding `files` (relative path, content); parent directories are created.
+pub fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("a file path has a parent"))
+            .expect("create dirs");
+        std::fs::write(p, content).expect("write file");
+    }
+    dir
+}
+
+/// Writes an executable script (mode 0755), e.g. a stand-in for a tool that a test wants to watch.
+pub fn write_executable(path: &std::path::Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}

@@ -8,5 +8,7 @@ mod automation;
 mod daemon_loop;
 mod gc;
 mod git_access;
+mod kustomize;
 mod least_privilege;
+mod old_repos;
 mod rollout;
