@@ -91,7 +91,7 @@ fn syncs_a_whole_app_then_resyncs_without_a_single_write_and_reverts_drift() {
 fn a_commit_with_one_invalid_object_applies_nothing_and_keeps_the_marker() {
     let w = World::new("sync-invalid");
     let n = &w.n;
-    let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n");
+    let ns = crate::support::namespace(n);
     let cm = |value: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {n}\ndata:\n  mode: {value}\n")
     };
@@ -155,7 +155,7 @@ fn a_rejected_object_in_a_new_namespace_leaves_no_namespace_behind() {
     let w = World::new("sync-rollback");
     let n = &w.n;
     w.repo.write(&[
-        ("ns.yaml", &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")),
+        ("ns.yaml", &crate::support::namespace(n)),
         ("cm.yaml", &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n  namespace: {n}\n")),
         (
             "svc.yaml",
@@ -206,10 +206,7 @@ fn ignored_objects_are_not_applied_whether_marked_in_git_or_live() {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n{extra}data:\n  v: git\n")
     };
     w.repo.write(&[
-        (
-            "ns.yaml",
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
-        ),
+        ("ns.yaml", &crate::support::namespace(n)),
         (
             "git.yaml",
             &cm(

@@ -5,7 +5,7 @@ use tether_testenv::registry::{
 };
 use tether_testenv::SshServer;
 
-use crate::support::{Run, World};
+use crate::support::{namespace as ns, Run, World};
 
 struct Env {
     w: World,
@@ -90,10 +90,6 @@ fn deployment(n: &str, name: &str, annotations: &str, image: &str, extra_spec: &
          spec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n{extra_spec}\
          \x20     containers:\n      - name: app\n        image: {image}\n"
     )
-}
-
-fn ns(n: &str) -> String {
-    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")
 }
 
 #[test]

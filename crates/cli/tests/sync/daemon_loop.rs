@@ -20,10 +20,7 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\ndata:\n  v: \"{v}\"\n")
     };
     w.repo.write(&[
-        (
-            "ns.yaml",
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
-        ),
+        ("ns.yaml", &crate::support::namespace(&n)),
         ("cm.yaml", &cm("1")),
     ]);
     w.repo.commit("first");

@@ -1,10 +1,6 @@
 //! Garbage collection: deletes exactly what this sync applied and Git dropped.
 
-use crate::support::World;
-
-fn ns(n: &str) -> String {
-    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")
-}
+use crate::support::{namespace as ns, World};
 
 fn cm(n: &str, name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\ndata:\n  k: v\n")

@@ -6,10 +6,7 @@ use crate::support::World;
 
 fn configmap(n: &str) -> [(String, String); 2] {
     [
-        (
-            "ns.yaml".into(),
-            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
-        ),
+        ("ns.yaml".into(), crate::support::namespace(n)),
         (
             "cm.yaml".into(),
             format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\n"),

@@ -33,10 +33,7 @@ fn an_overlay_syncs_as_kustomize_builds_it_is_built_once_per_change_and_a_broken
     );
     let overlay = "namePrefix: staging-\nresources: [../base]\nimages:\n- name: registry.invalid/web\n  newTag: \"1.1\"\n";
     w.repo.write(&[
-        (
-            "namespaces/ns.yaml",
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
-        ),
+        ("namespaces/ns.yaml", &crate::support::namespace(&n)),
         // A CI config under a synced path is not a Kubernetes object: skipped, not an error.
         (
             "namespaces/.circleci/config.yml",

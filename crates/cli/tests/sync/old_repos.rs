@@ -9,7 +9,7 @@ fn removed_api_versions_fail_the_sync_with_one_line_each_and_nothing_is_applied(
     w.repo.write(&[
         (
             "ns.yaml",
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"),
+            &crate::support::namespace(&n),
         ),
         (
             "hpa.yaml",

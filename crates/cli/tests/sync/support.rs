@@ -245,6 +245,11 @@ data:
         .collect()
 }
 
+/// A Namespace manifest.
+pub fn namespace(n: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")
+}
+
 pub fn write(repo: &GitRepo, files: &[(String, String)]) {
     let refs: Vec<(&str, &str)> = files
         .iter()
