@@ -41,13 +41,16 @@ fn api(what: &str) -> impl FnOnce(kube::Error) -> Error {
 impl Kinds {
     /// Asks the server for every group version it serves.
     pub async fn discover(client: &kube::Client) -> Result<Kinds, Error> {
-        if let Some(kinds) = Self::discover_aggregated(client).await? {
-            return Ok(kinds);
+        // A proxy or an old server may refuse the aggregated form outright; the legacy path decides then.
+        match Self::discover_aggregated(client).await {
+            Ok(Some(kinds)) => return Ok(kinds),
+            Ok(None) => tracing::debug!(
+                component = "discovery",
+                "no aggregated discovery; asking each group version"
+            ),
+            Err(e) => tracing::debug!(component = "discovery", error = %e,
+                "aggregated discovery failed; asking each group version"),
         }
-        tracing::debug!(
-            component = "discovery",
-            "no aggregated discovery; asking each group version"
-        );
         Self::discover_legacy(client).await
     }
 

@@ -87,9 +87,9 @@ fn registry(e: &RegistryError) -> Option<&'static str> {
             hint: Some(TransportHint::MaybePlainHttp),
             ..
         } => Some("list the host in --registry-insecure-host if it serves plain HTTP"),
-        RegistryError::Unauthorized { hint, .. } if hint.starts_with("no credentials") => {
-            Some("credentials can also come from a docker config.json given with --docker-config")
-        }
+        RegistryError::Unauthorized {
+            anonymous: true, ..
+        } => Some("credentials can also come from a docker config.json given with --docker-config"),
         _ => None,
     }
 }
@@ -157,6 +157,17 @@ mod tests {
             retry_after: None,
         };
         assert!(advice(&limited).unwrap().contains("--registry-rps"));
+        let denied = |anonymous| RegistryError::Unauthorized {
+            host: "r".into(),
+            repository: "r/app".into(),
+            status: 401,
+            detail: String::new(),
+            hint: "…".into(),
+            anonymous,
+        };
+        assert!(advice(&denied(true)).unwrap().contains("--docker-config"));
+        // Credentials that were sent and refused are fixed where they came from, not with a flag.
+        assert_eq!(advice(&denied(false)), None);
         let bad_path = RenderError::BadPath {
             path: "x".into(),
             reason: "does not exist".into(),

@@ -8,8 +8,8 @@ pub struct Removal {
     pub release: &'static str,
     /// What to use instead, e.g. `autoscaling/v2`; `None` when nothing replaces it.
     pub replacement: Option<&'static str>,
-    /// What changes besides the `apiVersion` line, for the message.
-    pub changes: &'static str,
+    /// What changes besides the `apiVersion` line, for the message; `None` when nothing else does.
+    pub changes: Option<&'static str>,
 }
 
 /// `(apiVersion, kinds (empty: every kind of that apiVersion), removal)`.
@@ -20,7 +20,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.16",
             replacement: Some("apps/v1"),
-            changes: "spec.selector is required and must match the template's labels",
+            changes: Some("spec.selector is required and must match the template's labels"),
         },
     ),
     (
@@ -29,7 +29,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.16",
             replacement: Some("apps/v1"),
-            changes: "spec.selector is required and must match the template's labels",
+            changes: Some("spec.selector is required and must match the template's labels"),
         },
     ),
     (
@@ -38,7 +38,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.16",
             replacement: Some("apps/v1"),
-            changes: "spec.selector is required and must match the template's labels",
+            changes: Some("spec.selector is required and must match the template's labels"),
         },
     ),
     (
@@ -47,7 +47,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.16",
             replacement: Some("networking.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -56,8 +56,8 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("networking.k8s.io/v1"),
-            changes: "spec.backend becomes spec.defaultBackend, serviceName/servicePort become \
-                      service.name and service.port.number (or .name), and each path needs a pathType",
+            changes: Some("spec.backend becomes spec.defaultBackend, serviceName/servicePort become \
+                      service.name and service.port.number (or .name), and each path needs a pathType"),
         },
     ),
     (
@@ -66,8 +66,8 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("networking.k8s.io/v1"),
-            changes: "for an Ingress, spec.backend becomes spec.defaultBackend, serviceName/servicePort \
-                      become service.name and service.port.number (or .name), and each path needs a pathType",
+            changes: Some("for an Ingress, spec.backend becomes spec.defaultBackend, serviceName/servicePort \
+                      become service.name and service.port.number (or .name), and each path needs a pathType"),
         },
     ),
     (
@@ -76,7 +76,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.16",
             replacement: None,
-            changes: "PodSecurityPolicy is gone since 1.25; label Namespaces for Pod Security Admission",
+            changes: Some("PodSecurityPolicy is gone since 1.25; label Namespaces for Pod Security Admission"),
         },
     ),
     (
@@ -85,8 +85,8 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("apiextensions.k8s.io/v1"),
-            changes: "spec.version becomes spec.versions[], and the validation schema moves into each \
-                      version as a structural schema",
+            changes: Some("spec.version becomes spec.versions[], and the validation schema moves into each \
+                      version as a structural schema"),
         },
     ),
     (
@@ -95,7 +95,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("rbac.authorization.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -104,7 +104,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("admissionregistration.k8s.io/v1"),
-            changes: "admissionReviewVersions and sideEffects are required",
+            changes: Some("admissionReviewVersions and sideEffects are required"),
         },
     ),
     (
@@ -113,7 +113,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("apiregistration.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -122,7 +122,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("scheduling.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -131,7 +131,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("storage.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -140,7 +140,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("coordination.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -149,7 +149,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.22",
             replacement: Some("certificates.k8s.io/v1"),
-            changes: "signerName and usages are required",
+            changes: Some("signerName and usages are required"),
         },
     ),
     (
@@ -158,7 +158,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: Some("batch/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -167,9 +167,9 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: Some("autoscaling/v2"),
-            changes: "each metric's targetAverageUtilization/targetAverageValue/targetValue becomes a \
+            changes: Some("each metric's targetAverageUtilization/targetAverageValue/targetValue becomes a \
                       target {type, averageUtilization|averageValue|value}, and metricName/metricSelector \
-                      become metric {name, selector}",
+                      become metric {name, selector}"),
         },
     ),
     (
@@ -178,7 +178,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: Some("policy/v1"),
-            changes: "an empty spec.selector {} now selects every Pod in the namespace",
+            changes: Some("an empty spec.selector {} now selects every Pod in the namespace"),
         },
     ),
     (
@@ -187,7 +187,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: None,
-            changes: "label Namespaces for Pod Security Admission instead",
+            changes: Some("label Namespaces for Pod Security Admission instead"),
         },
     ),
     (
@@ -196,7 +196,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: Some("discovery.k8s.io/v1"),
-            changes: "topology[\"kubernetes.io/hostname\"] becomes nodeName",
+            changes: Some("topology[\"kubernetes.io/hostname\"] becomes nodeName"),
         },
     ),
     (
@@ -205,7 +205,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: Some("events.k8s.io/v1"),
-            changes: "the deprecated* fields are renamed",
+            changes: Some("the deprecated* fields are renamed"),
         },
     ),
     (
@@ -214,7 +214,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.25",
             replacement: Some("node.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -223,7 +223,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.26",
             replacement: Some("autoscaling/v2"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -232,7 +232,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.26",
             replacement: Some("flowcontrol.apiserver.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -241,7 +241,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.27",
             replacement: Some("storage.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -250,7 +250,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.29",
             replacement: Some("flowcontrol.apiserver.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
     (
@@ -259,7 +259,7 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.32",
             replacement: Some("flowcontrol.apiserver.k8s.io/v1"),
-            changes: "nothing else",
+            changes: None,
         },
     ),
 ];
@@ -280,15 +280,15 @@ impl Removal {
                 "{api_version} {kind} is no longer served (removed in Kubernetes {}); change apiVersion to \
                  {new} ({})",
                 self.release,
-                if self.changes == "nothing else" {
-                    "nothing else changes".to_owned()
-                } else {
-                    format!("also: {}", self.changes)
+                match self.changes {
+                    None => "nothing else changes".to_owned(),
+                    Some(c) => format!("also: {c}"),
                 }
             ),
             None => format!(
-                "{api_version} {kind} is no longer served (removed in Kubernetes {}) and has no replacement: {}",
-                self.release, self.changes
+                "{api_version} {kind} is no longer served (removed in Kubernetes {}) and has no replacement{}",
+                self.release,
+                self.changes.map(|c| format!(": {c}")).unwrap_or_default()
             ),
         }
     }

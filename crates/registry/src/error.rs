@@ -29,6 +29,8 @@ pub enum Error {
         detail: String,
         /// What to fix, naming the Secret or file the credentials came from.
         hint: String,
+        /// No credentials were sent: the registry wants some and none were found for it.
+        anonymous: bool,
     },
     /// The registry kept answering 429 (or 503 with `Retry-After`), or asked to wait longer than the client
     /// is willing to; the host stays backed off until then.

@@ -5,15 +5,14 @@
 //! Safe by default: the load restrictor stays root-only, exec and container plugins and Helm stay off, and
 //! remote bases are refused before kustomize runs (and cannot be fetched by it: its proxies and git's
 //! protocols point nowhere) unless allowed. Every build has a deadline and an output limit. Builds are cached
-//! by the hash of everything they read, in memory and under the cache directory, so an unchanged
-//! kustomization is not built again at the next sync, nor after a restart.
+//! by the hash of everything they read under the cache directory, so an unchanged kustomization is not built
+//! again at the next sync, nor after a restart.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -35,7 +34,7 @@ pub struct KustomizeConfig {
     pub allow_remote: bool,
     /// The longest one build may take.
     pub timeout: Duration,
-    /// Where builds are cached across restarts; `None` caches in memory only.
+    /// Where builds are cached (across syncs and restarts); `None` builds every time.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -57,7 +56,6 @@ const MAX_OUTPUT: u64 = 64 << 20;
 #[derive(Debug, Default)]
 pub(crate) struct Kustomize {
     config: KustomizeConfig,
-    memory: Mutex<HashMap<String, String>>,
     runs: AtomicUsize,
 }
 
@@ -66,7 +64,6 @@ impl Kustomize {
     pub fn new(config: KustomizeConfig) -> Self {
         Kustomize {
             config,
-            memory: Mutex::new(HashMap::new()),
             runs: AtomicUsize::new(0),
         }
     }
@@ -162,22 +159,14 @@ impl Kustomize {
         hex::encode(h.finalize())
     }
 
+    /// A build's output from the cache directory. Not kept in memory: outputs can be large, a long-running
+    /// daemon would keep every one it ever built, and reading the file back is cheap next to a build.
     fn cached(&self, key: &str) -> Option<String> {
-        if let Some(t) = self.memory.lock().ok()?.get(key) {
-            return Some(t.clone());
-        }
         let file = self.config.cache_dir.as_ref()?.join(format!("{key}.yaml"));
-        let text = std::fs::read_to_string(file).ok()?;
-        if let Ok(mut m) = self.memory.lock() {
-            m.insert(key.to_owned(), text.clone());
-        }
-        Some(text)
+        std::fs::read_to_string(file).ok()
     }
 
     fn remember(&self, key: &str, text: &str) {
-        if let Ok(mut m) = self.memory.lock() {
-            m.insert(key.to_owned(), text.to_owned());
-        }
         let Some(dir) = &self.config.cache_dir else {
             return;
         };

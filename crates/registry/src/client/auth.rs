@@ -229,6 +229,7 @@ impl RegistryClient {
                     schemes.join(", ")
                 )
             },
+            anonymous: credential.is_none(),
         })
     }
 
@@ -325,6 +326,7 @@ pub(super) fn unauthorized(
         status,
         detail,
         hint,
+        anonymous: credential.is_none(),
     }
 }
 
