@@ -265,6 +265,59 @@ impl Engine {
         Ok(report)
     }
 
+    /// Checks `resources` against the server without writing anything: every kind must be served, and every
+    /// object must pass a server-side dry-run. An object in a Namespace the set creates is dry-run in
+    /// `opts.default_namespace` instead (the server cannot admit anything into a namespace that does not
+    /// exist yet); one whose kind a CRD of the set defines is not dry-run. Returns how many were dry-run.
+    ///
+    /// # Errors
+    /// As [`Engine::sync`] before its first write: [`Error::Invalid`] or [`Error::Rejected`].
+    pub async fn check(
+        &self,
+        resources: Vec<Resource>,
+        opts: &SyncOptions,
+    ) -> Result<usize, Error> {
+        let (server, prepared) = self.prepare(resources, opts).await?;
+        let mut entries: Vec<Entry> = prepared
+            .desired
+            .into_iter()
+            .map(|desired| Entry {
+                desired,
+                live: None,
+                action: Action::Create,
+            })
+            .collect();
+        let Stages {
+            first,
+            now,
+            deferred,
+        } = stages(&entries, |k| server.contains(k));
+        let mut which: Vec<usize> = first.iter().chain(&now).copied().collect();
+        for i in deferred {
+            let d = &mut entries[i].desired;
+            if !server.contains(&d.kind) || d.id.namespace.is_none() {
+                continue;
+            }
+            d.id.namespace = Some(opts.default_namespace.clone());
+            if let Some(meta) = d.body.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert(
+                    "namespace".into(),
+                    Value::String(opts.default_namespace.clone()),
+                );
+            }
+            which.push(i);
+        }
+        let mut outcomes = HashMap::new();
+        self.validate(
+            &entries,
+            which.iter().copied(),
+            opts.concurrency,
+            &mut outcomes,
+        )
+        .await?;
+        Ok(which.len())
+    }
+
     /// Resolves kinds (refreshing discovery once if something is unknown) and prepares the bodies.
     async fn prepare(
         &self,

@@ -6,17 +6,15 @@ use std::sync::Arc;
 
 use tether_core::ObjectId;
 use tether_registry::{Credentials, ImageRef, RegistryClient, TagPolicy};
-use tether_render::kustomize::is_kustomization_file;
 use tether_render::{Snapshot, SnapshotError};
 use tether_source::Repo;
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::update::{commit_message, write_updates, ImageUpdate};
 use crate::workload::{workloads, Workload};
 
-/// How many times a commit is redone on a branch that moved before the pass gives up (the next pass retries).
-const PUSH_ATTEMPTS: usize = 5;
+use crate::change::PUSH_ATTEMPTS;
 
 /// Settings of the automation loop.
 #[derive(Debug, Clone)]
@@ -113,7 +111,7 @@ pub enum Error {
     Render(#[from] tether_render::Error),
     /// Writing an update failed.
     #[error(transparent)]
-    Update(#[from] crate::update::UpdateError),
+    Update(#[from] crate::writeback::WriteError),
     /// The branch kept moving.
     #[error(
         "the branch moved during each of {PUSH_ATTEMPTS} attempts to push; retrying next pass"
@@ -177,16 +175,6 @@ impl Automation {
         let candidates: Vec<Workload> = workloads(&snapshot.resources, &self.cfg.default_namespace)
             .into_iter()
             .filter(Workload::is_automatable)
-            .filter(|w| {
-                // Its image is set by a kustomization, possibly through an overlay's `images:`: editing
-                // the file it came from could change the wrong thing.
-                let built = is_kustomization_file(&w.source.file);
-                if built {
-                    debug!(component = "automation", workload = %w.id, source = %w.source,
-                        "not automated: built by kustomize, whose files tether does not edit yet");
-                }
-                !built
-            })
             .collect();
         let mut pass = Pass::default();
         // Bounded by the registry client's own per-host limits; a few workloads at once keep it busy.
@@ -295,29 +283,25 @@ impl Automation {
         &self,
         updates: &[ImageUpdate],
     ) -> Result<(Vec<ImageUpdate>, Option<String>), Error> {
-        for _ in 0..PUSH_ATTEMPTS {
-            let repo = self.repo.lock().await;
-            let head = repo.fetch().await?;
-            let wt = repo.worktree("automation", &head).await?;
-            let applied = write_updates(wt.path(), updates, &self.cfg.default_namespace)?;
-            if applied.is_empty() {
-                return Ok((applied, None));
-            }
-            let Some(commit) = wt.commit_all(&commit_message(&applied)).await? else {
-                return Ok((Vec::new(), None));
+        let repo = self.repo.lock().await;
+        let done = crate::change::edit_and_push(&repo, "automation", |root| {
+            let tree = crate::writeback::Tree {
+                root,
+                paths: &self.cfg.paths,
+                renderer: &self.cfg.renderer,
+                default_namespace: &self.cfg.default_namespace,
             };
-            match wt.push().await {
-                Ok(()) => return Ok((applied, Some(commit))),
-                Err(tether_source::Error::Rejected { .. }) => {
-                    info!(
-                        component = "automation",
-                        "the branch moved while pushing; redoing the change on the new head"
-                    );
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Contended)
+            let applied = write_updates(&tree, updates)?;
+            Ok((!applied.is_empty()).then(|| {
+                let message = commit_message(&applied);
+                (applied, message)
+            }))
+        })
+        .await?;
+        Ok(match done {
+            Some((applied, commit)) => (applied, Some(commit)),
+            None => (Vec::new(), None),
+        })
     }
 }
 

@@ -1,11 +1,10 @@
-//! Writing image updates into a checked-out tree: one verified, format-preserving edit per container.
+//! Image updates: what automation found, written into a checked-out tree where the user keeps each image.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use tether_core::ObjectId;
 
-use crate::yaml_edit::{set_image, EditError, Target};
+use crate::writeback::{self, Change, Tree, WriteError};
 
 /// One container's new image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,78 +21,41 @@ pub struct ImageUpdate {
     pub to: String,
 }
 
-/// An update could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    /// The file could not be read or written.
-    #[error("{file}: {source}")]
-    Io {
-        /// The file.
-        file: String,
-        /// Why the file system refused.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The edit was refused (the workload moved, or its YAML cannot be edited safely in place).
-    #[error("{file}: {source}")]
-    Edit {
-        /// The file.
-        file: String,
-        /// Why the editor refused.
-        #[source]
-        source: EditError,
-    },
-}
-
-/// Writes `updates` into the files under `root`; each file is read and written once. Returns the updates
-/// that changed a file (an update whose image is already set is dropped).
+/// Writes `updates` into the checked-out tree, each where the user keeps the image ([`writeback`]).
+/// Returns the updates that changed something (an update whose image is already set is dropped).
 ///
 /// # Errors
-/// The first file that cannot be edited; files are only written after all their edits succeeded, so a
-/// failure never leaves a half-edited file.
+/// The first update that cannot be written or does not show in the rendered result; the tree is then to be
+/// discarded.
 pub fn write_updates(
-    root: &Path,
+    tree: &Tree<'_>,
     updates: &[ImageUpdate],
-    default_namespace: &str,
-) -> Result<Vec<ImageUpdate>, UpdateError> {
-    let mut by_file: BTreeMap<&str, Vec<&ImageUpdate>> = BTreeMap::new();
+) -> Result<Vec<ImageUpdate>, WriteError> {
+    let mut by_workload: BTreeMap<&ObjectId, Vec<Change>> = BTreeMap::new();
     for u in updates {
-        by_file.entry(u.file.as_str()).or_default().push(u);
+        by_workload
+            .entry(&u.workload)
+            .or_default()
+            .push(Change::Image {
+                container: u.container.clone(),
+                image: u.to.clone(),
+            });
     }
-    let mut staged = Vec::new();
-    let mut applied = Vec::new();
-    for (file, ups) in by_file {
-        let path = root.join(file);
-        let io = |source| UpdateError::Io {
-            file: file.to_owned(),
-            source,
-        };
-        let original = std::fs::read_to_string(&path).map_err(io)?;
-        let mut text = original.clone();
-        for u in ups {
-            let target = Target::new(u.workload.clone()).with_default_namespace(default_namespace);
-            let edited = set_image(&text, &target, &u.container, &u.to).map_err(|source| {
-                UpdateError::Edit {
-                    file: file.to_owned(),
-                    source,
-                }
-            })?;
-            if edited != text {
-                applied.push(u.clone());
-                text = edited;
-            }
-        }
-        if text != original {
-            staged.push((path, text));
-        }
-    }
-    for (path, text) in staged {
-        std::fs::write(&path, text).map_err(|source| UpdateError::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
-    }
-    Ok(applied)
+    let changes: Vec<(ObjectId, Vec<Change>)> = by_workload
+        .into_iter()
+        .map(|(id, c)| (id.clone(), c))
+        .collect();
+    let written = writeback::write(tree, &changes)?;
+    Ok(updates
+        .iter()
+        .filter(|u| {
+            written.applied.iter().any(|(id, c)| {
+                id == &u.workload
+                    && matches!(c, Change::Image { container, image } if container == &u.container && image == &u.to)
+            })
+        })
+        .cloned()
+        .collect())
 }
 
 /// Flux v1's commit messages: `Auto-release <image>`, or `Auto-release multiple (N) images` with a list.
@@ -124,18 +86,27 @@ mod tests {
         }
     }
 
+    fn tree_of<'a>(root: &'a std::path::Path, renderer: &'a tether_render::Renderer) -> Tree<'a> {
+        Tree {
+            root,
+            paths: &[],
+            renderer,
+            default_namespace: "default",
+        }
+    }
+
     #[test]
     fn edits_every_container_of_a_file_in_place_and_reports_only_real_changes() {
         let dir = tempfile::tempdir().unwrap();
         let text = "# keep me\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: r/a:1.0 # pinned\n      - name: b\n        image: \"r/b:2.0\"\n";
         std::fs::write(dir.path().join("w.yaml"), text).unwrap();
+        let renderer = tether_render::Renderer::default();
         let applied = write_updates(
-            dir.path(),
+            &tree_of(dir.path(), &renderer),
             &[
                 update("w.yaml", "a", "r/a:1.1"),
                 update("w.yaml", "b", "r/b:2.0"),
             ],
-            "default",
         )
         .unwrap();
         assert_eq!(applied.len(), 1);
@@ -144,17 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_edit_leaves_the_file_untouched() {
+    fn a_missing_container_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: r/a:1.0\n";
         std::fs::write(dir.path().join("w.yaml"), text).unwrap();
+        let renderer = tether_render::Renderer::default();
         let err = write_updates(
-            dir.path(),
-            &[
-                update("w.yaml", "a", "r/a:1.1"),
-                update("w.yaml", "missing", "x:1"),
-            ],
-            "default",
+            &tree_of(dir.path(), &renderer),
+            &[update("w.yaml", "missing", "x:1")],
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("w.yaml: "), "{err}");

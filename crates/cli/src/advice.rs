@@ -26,6 +26,14 @@ fn advice_for(e: &(dyn StdError + 'static)) -> Option<&'static str> {
         return match e {
             SyncError::Source(e) => source(e),
             SyncError::Render(e) => render(e),
+            SyncError::Apply(tether_apply::Error::Invalid(errors))
+                if errors.iter().any(|e| e.removed) =>
+            {
+                Some(
+                    "`tether migrate` (with the same --git-url and --git-path) rewrites removed API versions \
+                     to the served ones in one commit; add --dry-run to see the change first",
+                )
+            }
             _ => None,
         };
     }

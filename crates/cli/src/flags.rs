@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use tether_daemon::config::{AutomationSettings, Config, LogFormat, SyncState};
 use tether_plan::gc::Mode as Gc;
 use tether_plan::NamespaceFilter;
-use tether_render::KustomizeConfig;
+use tether_render::{GenerationConfig, KustomizeConfig, RenderConfig};
 use tether_source::{Auth, GitConfig, GitUrl};
 
 /// `--sync-state`.
@@ -90,6 +90,12 @@ pub struct SourceArgs {
     /// Limit for one kustomize build.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub kustomize_timeout: Duration,
+    /// Generate manifests as a `.flux.yaml` at or above each git-path says (Flux v1's manifest generation).
+    #[arg(long)]
+    pub manifest_generation: bool,
+    /// Limit for one `.flux.yaml` command that sets no `timeout` of its own.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub generator_timeout: Duration,
 }
 
 /// How registries are queried: flags shared by `tether daemon` and `tether list-images`.
@@ -251,7 +257,7 @@ impl DaemonArgs {
             once: self.once,
             git: source.git,
             paths: source.paths,
-            kustomize: source.kustomize,
+            render: source.render,
             poll_interval: self.git_poll_interval,
             sync_interval: self.sync_interval,
             readonly: self.git_readonly,
@@ -308,8 +314,8 @@ pub struct Source {
     pub paths: Vec<String>,
     /// Cache root.
     pub cache_dir: PathBuf,
-    /// How kustomization directories are built.
-    pub kustomize: KustomizeConfig,
+    /// How the tree is rendered (kustomize, manifest generation).
+    pub render: RenderConfig,
 }
 
 impl SourceArgs {
@@ -357,6 +363,9 @@ impl SourceArgs {
         if self.kustomize_timeout.is_zero() {
             return Err("--kustomize-timeout must be greater than zero".into());
         }
+        if self.generator_timeout < Duration::from_secs(1) {
+            return Err("--generator-timeout must be at least 1s".into());
+        }
         let cache_dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
         Ok(Source {
             git: GitConfig {
@@ -372,11 +381,22 @@ impl SourceArgs {
                 user_email: self.git_email.clone(),
             },
             paths,
-            kustomize: KustomizeConfig {
-                bin: self.kustomize_bin.clone(),
-                allow_remote: self.kustomize_allow_remote,
-                timeout: self.kustomize_timeout,
-                cache_dir: Some(cache_dir.join("kustomize")),
+            render: RenderConfig {
+                kustomize: KustomizeConfig {
+                    bin: self.kustomize_bin.clone(),
+                    allow_remote: self.kustomize_allow_remote,
+                    timeout: self.kustomize_timeout,
+                    cache_dir: Some(cache_dir.join("kustomize")),
+                },
+                generation: self.manifest_generation.then(|| GenerationConfig {
+                    timeout: self.generator_timeout,
+                    // `kustomize build .` in a .flux.yaml runs the kustomize given to tether.
+                    tools_dir: self
+                        .kustomize_bin
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .map(std::path::Path::to_path_buf),
+                }),
             },
             cache_dir,
         })

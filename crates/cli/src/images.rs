@@ -62,7 +62,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
     };
     let result = rt.block_on(async {
         let repo = Repo::open(source.git.clone(), &source.cache_dir).await?;
-        let renderer = Renderer::new(source.kustomize.clone());
+        let renderer = Renderer::from_config(source.render.clone());
         let snapshot = Snapshot::head(&repo, &source.paths, &renderer).await?;
         let workloads =
             tether_automation::workloads(&snapshot.resources, &args.k8s_default_namespace);

@@ -5,6 +5,8 @@
 mod advice;
 mod flags;
 mod images;
+mod migrate;
+mod policy;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,14 @@ enum Command {
     Automate(Box<DaemonArgs>),
     /// Show, per container, the image in Git and the newest tags its policy allows (offline: no daemon).
     ListImages(Box<images::ListImagesArgs>),
+    /// Lock a workload: image automation and releases leave it alone (one commit, pushed).
+    Lock(Box<policy::LockArgs>),
+    /// Remove a workload's lock (one commit, pushed).
+    Unlock(Box<policy::LockArgs>),
+    /// Change a workload's policies: automation, lock, tag filters (one commit, pushed).
+    Policy(Box<policy::PolicyArgs>),
+    /// Rewrite manifests that use API versions Kubernetes removed to the served ones (one commit, pushed).
+    Migrate(Box<migrate::MigrateArgs>),
     /// Print the version.
     Version,
 }
@@ -54,6 +64,18 @@ fn main() -> ExitCode {
         Command::Automate(args) => daemon(*args, true),
         Command::ListImages(args) => {
             runtime().map_or(ExitCode::FAILURE, |rt| images::run(&rt, *args))
+        }
+        Command::Lock(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            policy::lock(&rt, *args, policy::Lock::Lock)
+        }),
+        Command::Unlock(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            policy::lock(&rt, *args, policy::Lock::Unlock)
+        }),
+        Command::Migrate(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| migrate::run(&rt, *args))
+        }
+        Command::Policy(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| policy::policy(&rt, *args))
         }
     }
 }

@@ -232,7 +232,10 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.26",
             replacement: Some("flowcontrol.apiserver.k8s.io/v1"),
-            changes: None,
+            changes: Some(
+                "a PriorityLevelConfiguration's spec.limited.assuredConcurrencyShares becomes \
+                 nominalConcurrencyShares",
+            ),
         },
     ),
     (
@@ -250,7 +253,10 @@ const REMOVALS: &[(&str, &[&str], Removal)] = &[
         Removal {
             release: "1.29",
             replacement: Some("flowcontrol.apiserver.k8s.io/v1"),
-            changes: None,
+            changes: Some(
+                "a PriorityLevelConfiguration's spec.limited.assuredConcurrencyShares becomes \
+                 nominalConcurrencyShares",
+            ),
         },
     ),
     (

@@ -39,7 +39,7 @@ pub struct Config {
     /// Paths to render.
     pub paths: Vec<String>,
     /// How kustomization directories are built.
-    pub kustomize: tether_render::KustomizeConfig,
+    pub render: tether_render::RenderConfig,
     /// Fetch period.
     pub poll_interval: Duration,
     /// Full re-sync period.

@@ -156,7 +156,7 @@ impl Syncer {
             concurrency: cfg.concurrency,
         };
         Ok(Syncer {
-            renderer: Arc::new(Renderer::new(cfg.kustomize.clone())),
+            renderer: Arc::new(Renderer::from_config(cfg.render.clone())),
             engine: Engine::new(client),
             repo: Arc::new(Mutex::new(repo)),
             marker,
@@ -172,7 +172,7 @@ impl Syncer {
         self.repo.clone()
     }
 
-    /// The renderer and its kustomize cache, shared with the image automation loop.
+    /// The renderer (kustomize cache, manifest generation), shared with the image automation loop.
     pub fn renderer(&self) -> Arc<Renderer> {
         self.renderer.clone()
     }

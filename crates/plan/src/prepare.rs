@@ -85,6 +85,8 @@ pub struct PlanError {
     pub id: Option<ObjectId>,
     /// What is wrong and what to do.
     pub message: String,
+    /// Its apiVersion is one Kubernetes removed (a repository written for an older cluster).
+    pub removed: bool,
 }
 
 impl fmt::Display for PlanError {
@@ -114,12 +116,14 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: None,
                 message: "is not a mapping".into(),
+                removed: false,
             });
             continue;
         }
         let (group, version) = split_api_version(r.api_version());
         let Some(kind) = resolve(group, version, r.kind()) else {
-            let message = match tether_core::removed::removal(r.api_version(), r.kind()) {
+            let removal = tether_core::removed::removal(r.api_version(), r.kind());
+            let message = match removal {
                 Some(removed) => removed.describe(r.api_version(), r.kind()),
                 None => format!(
                     "{} {} is not served by the cluster and no CustomResourceDefinition in this commit defines it; \
@@ -132,6 +136,7 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: None,
                 message,
+                removed: removal.is_some(),
             });
             continue;
         };
@@ -144,6 +149,7 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: Some(id.clone()),
                 message: format!("defined twice: also at {first}; remove one of them"),
+                removed: false,
             });
             continue;
         }

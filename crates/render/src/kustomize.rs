@@ -9,11 +9,9 @@
 //! again at the next sync, nor after a restart.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -48,9 +46,6 @@ impl Default for KustomizeConfig {
         }
     }
 }
-
-/// The largest build output accepted.
-const MAX_OUTPUT: u64 = 64 << 20;
 
 /// Runs kustomize and remembers what it built.
 #[derive(Debug, Default)]
@@ -185,18 +180,10 @@ impl Kustomize {
     fn run(&self, root: &Path, rel: &str) -> Result<String, String> {
         let dir = root.join(rel);
         self.runs.fetch_add(1, Ordering::Relaxed);
-        let mut cmd = Command::new(&self.config.bin);
+        let mut cmd = crate::process::sandboxed(&self.config.bin, &dir, None);
         cmd.arg("build")
             .arg("--load-restrictor=LoadRestrictionsRootOnly")
-            .arg(".")
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
-            .env("GIT_TERMINAL_PROMPT", "0");
+            .arg(".");
         if !self.config.allow_remote {
             // Nothing can be fetched even if a remote reference slipped past the check: HTTP(S) goes to a
             // closed port, git may only read local repositories.
@@ -209,43 +196,21 @@ impl Kustomize {
             "kustomize build --load-restrictor=LoadRestrictionsRootOnly {}",
             if rel.is_empty() { "." } else { rel }
         );
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "cannot run {} for {shown}: {e}; install kustomize or point tether at it",
-                self.config.bin.display()
-            )
-        })?;
-        let stdout = child.stdout.take().map(|s| read_capped(s, MAX_OUTPUT));
-        let stderr = child.stderr.take().map(|s| read_capped(s, 1 << 20));
-        let deadline = Instant::now() + self.config.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "{shown} did not finish within {:?}; it was stopped",
-                        self.config.timeout
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(format!("{shown}: {e}")),
-            }
+        let run = crate::process::Run {
+            shown: shown.clone(),
+            root: root.to_path_buf(),
+            timeout: self.config.timeout,
         };
-        let out = stdout.map(join_reader).unwrap_or_default();
-        let err = stderr.map(join_reader).unwrap_or_default();
-        if !status.success() {
-            // kustomize names files by their absolute path in the checkout: show them as in the repository.
-            let tail = tail(&err, 8).replace(&format!("{}/", root.display()), "");
-            return Err(format!("{shown} failed ({status}): {tail}"));
-        }
-        if out.len() as u64 > MAX_OUTPUT {
-            return Err(format!(
-                "{shown} wrote more than {} MiB; a kustomization that large is refused",
-                MAX_OUTPUT >> 20
-            ));
-        }
+        let out = run.output(cmd).map_err(|e| {
+            if e.starts_with("cannot run") {
+                format!(
+                    "{e} ({}); install kustomize or point tether at it",
+                    self.config.bin.display()
+                )
+            } else {
+                e
+            }
+        })?;
         String::from_utf8(out).map_err(|_| format!("{shown} wrote output that is not UTF-8"))
     }
 }
@@ -267,13 +232,37 @@ pub(crate) fn kustomization_file(dir: &Path) -> Option<&'static str> {
 /// directories its `resources`, `bases` and `components` name. Refuses remote references unless allowed,
 /// and references that leave the repository.
 fn inputs(root: &Path, dir: &str, allow_remote: bool) -> Result<BTreeSet<String>, String> {
+    Ok(tree(root, dir, allow_remote)?
+        .into_iter()
+        .map(|k| k.dir)
+        .collect())
+}
+
+/// One kustomization a build reads.
+struct Read {
+    /// Its directory, relative to the root.
+    dir: String,
+    /// Its file, relative to the root.
+    file: String,
+    doc: Value,
+}
+
+/// The kustomization in `dir` and every local one it reaches through `resources`, `bases` and
+/// `components`, `dir`'s first, then breadth first (nearest first).
+fn tree(root: &Path, dir: &str, allow_remote: bool) -> Result<Vec<Read>, String> {
     let mut seen = BTreeSet::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
+    let mut out = Vec::new();
+    let mut todo = std::collections::VecDeque::from([dir.to_owned()]);
+    while let Some(d) = todo.pop_front() {
         if !seen.insert(d.clone()) {
             continue;
         }
         let Some(file) = kustomization_file(&root.join(&d)) else {
+            out.push(Read {
+                file: String::new(),
+                dir: d,
+                doc: Value::Null,
+            });
             continue;
         };
         let text = std::fs::read_to_string(root.join(&d).join(file))
@@ -307,12 +296,142 @@ fn inputs(root: &Path, dir: &str, allow_remote: bool) -> Result<BTreeSet<String>
                     ));
                 };
                 if root.join(&target).is_dir() {
-                    todo.push(target);
+                    todo.push_back(target);
                 }
             }
         }
+        out.push(Read {
+            file: join(&d, file),
+            dir: d,
+            doc,
+        });
     }
-    Ok(seen)
+    Ok(out)
+}
+
+/// An `images:` entry of a kustomization: kustomize sets every container image named `name` to
+/// `newName`/`newTag`/`digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    /// The kustomization file, relative to the repository root.
+    pub file: String,
+    /// Its index in `images:`.
+    pub index: usize,
+    /// `name`: the image it replaces.
+    pub name: String,
+    /// `newName`.
+    pub new_name: Option<String>,
+    /// `newTag`.
+    pub new_tag: Option<String>,
+    /// `digest`.
+    pub digest: Option<String>,
+}
+
+impl ImageEntry {
+    /// The image repository containers end up with: `newName`, else `name`.
+    pub fn produces(&self) -> &str {
+        self.new_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// The `images:` entries of the kustomization in `dir` and of the local kustomizations it builds on,
+/// `dir`'s own first: kustomize applies an overlay's entries last, so the first entry that produces an image
+/// is the one that decides it.
+pub fn image_entries(root: &Path, dir: &str) -> Result<Vec<ImageEntry>, String> {
+    let mut out = Vec::new();
+    for k in tree(root, dir, true)? {
+        for (index, entry) in k
+            .doc
+            .get("images")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let field = |f: &str| entry.get(f).and_then(Value::as_str).map(str::to_owned);
+            let Some(name) = field("name") else {
+                continue;
+            };
+            out.push(ImageEntry {
+                file: k.file.clone(),
+                index,
+                name,
+                new_name: field("newName"),
+                new_tag: field("newTag").or_else(|| {
+                    // `newTag: 1.4` is a number to YAML; kustomize reads it as the tag.
+                    entry
+                        .get("newTag")
+                        .filter(|v| v.is_number())
+                        .map(ToString::to_string)
+                }),
+                digest: field("digest"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What a local file is to a kustomization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Listed in `resources` (or `bases`): it defines objects.
+    Resource,
+    /// Listed in `patchesStrategicMerge` or as a `patches` entry's `path`: it changes them.
+    Patch,
+}
+
+/// A local file a build of the kustomization in `dir` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    /// The file, relative to the repository root.
+    pub file: String,
+    /// How kustomize uses it.
+    pub role: Role,
+    /// Read by `dir`'s own kustomization, not through a base (which other overlays may share).
+    pub own: bool,
+}
+
+/// The local files the kustomization in `dir` and the ones it builds on read as resources or patches,
+/// `dir`'s own first.
+pub fn local_files(root: &Path, dir: &str) -> Result<Vec<LocalFile>, String> {
+    let mut out = Vec::new();
+    for k in tree(root, dir, true)? {
+        let own = k.dir == dir;
+        let mut push = |entry: &str, role: Role| {
+            if let Some(file) = normalise(&join(&k.dir, entry)) {
+                if root.join(&file).is_file() {
+                    out.push(LocalFile { file, role, own });
+                }
+            }
+        };
+        let strings = |field: &str| -> Vec<String> {
+            k.doc
+                .get(field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        for entry in strings("resources").iter().chain(&strings("bases")) {
+            push(entry, Role::Resource);
+        }
+        for entry in strings("patchesStrategicMerge") {
+            push(&entry, Role::Patch);
+        }
+        for path in k
+            .doc
+            .get("patches")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("path").and_then(Value::as_str))
+        {
+            push(path, Role::Patch);
+        }
+    }
+    Ok(out)
 }
 
 /// True for what kustomize would fetch (asked only of entries that are not local paths): URLs,
@@ -327,7 +446,7 @@ fn is_remote(entry: &str) -> bool {
 }
 
 /// `a/b/../c` → `a/c`; `None` when it climbs above the root.
-fn normalise(path: &str) -> Option<String> {
+pub(crate) fn normalise(path: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for c in Path::new(path).components() {
         match c {
@@ -342,40 +461,11 @@ fn normalise(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn join(dir: &str, name: &str) -> String {
+pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_owned()
     } else {
         format!("{dir}/{name}")
-    }
-}
-
-/// Reads up to `limit + 1` bytes on a thread, so a full pipe never blocks the child.
-fn read_capped(r: impl Read + Send + 'static, limit: u64) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let mut r = r.take(limit + 1);
-        let _ = r.read_to_end(&mut buf);
-        // Drain the rest so the child can finish; it is refused for its size anyway.
-        let _ = std::io::copy(&mut r.into_inner(), &mut std::io::sink());
-        buf
-    })
-}
-
-fn join_reader(h: std::thread::JoinHandle<Vec<u8>>) -> Vec<u8> {
-    h.join().unwrap_or_default()
-}
-
-/// The last `n` non-empty lines of `bytes`, on one line.
-fn tail(bytes: &[u8], n: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let from = lines.len().saturating_sub(n);
-    let t = lines[from..].join(" | ");
-    if t.is_empty() {
-        "no output on stderr".to_owned()
-    } else {
-        t
     }
 }
 
@@ -412,11 +502,5 @@ mod tests {
         assert_eq!(normalise("./a/./b").as_deref(), Some("a/b"));
         assert_eq!(normalise("a/../../etc"), None);
         assert_eq!(normalise("/etc"), None);
-    }
-
-    #[test]
-    fn a_stderr_tail_keeps_the_last_lines_on_one_line() {
-        assert_eq!(tail(b"a\n\nb\nc\n", 2), "b | c");
-        assert_eq!(tail(b"", 2), "no output on stderr");
     }
 }

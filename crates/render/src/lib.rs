@@ -5,7 +5,10 @@
 //! directory holding a kustomization is built with kustomize as one unit instead ([`kustomize`]). All
 //! problems in all files are gathered and reported together, so one sync shows everything to fix.
 
+pub mod generate;
 pub mod kustomize;
+pub mod patch;
+mod process;
 mod snapshot;
 mod yaml;
 
@@ -16,6 +19,7 @@ use std::path::{Component, Path};
 use serde_json::Value;
 use tether_core::{Provenance, Resource};
 
+pub use generate::GenerationConfig;
 use kustomize::Kustomize;
 pub use kustomize::KustomizeConfig;
 pub use snapshot::{Snapshot, SnapshotError};
@@ -76,12 +80,31 @@ pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
     Renderer::default().render(root, paths)
 }
 
+/// How trees are rendered: kustomize, and Flux v1 manifest generation when it is on.
+#[derive(Debug, Clone, Default)]
+pub struct RenderConfig {
+    /// How kustomization directories are built.
+    pub kustomize: KustomizeConfig,
+    /// `.flux.yaml` manifest generation; `None` = off (a `.flux.yaml` is reported as ignored).
+    pub generation: Option<GenerationConfig>,
+}
+
 /// Renders trees, keeping what lasts between syncs: the kustomize builds, and which documents were already
 /// reported as skipped (each is reported once, not at every sync).
 #[derive(Debug, Default)]
 pub struct Renderer {
     kustomize: Kustomize,
+    generation: Option<GenerationConfig>,
     reported: std::sync::Mutex<std::collections::BTreeSet<Provenance>>,
+}
+
+/// What a render noticed and left out, for reporting once.
+#[derive(Debug, Default)]
+struct Notes {
+    /// Documents that are not Kubernetes objects.
+    skipped: Vec<Provenance>,
+    /// `.flux.yaml` files found while manifest generation is off.
+    ignored_configs: Vec<Provenance>,
 }
 
 impl Renderer {
@@ -89,8 +112,29 @@ impl Renderer {
     pub fn new(kustomize: KustomizeConfig) -> Self {
         Renderer {
             kustomize: Kustomize::new(kustomize),
+            generation: None,
             reported: Default::default(),
         }
+    }
+
+    /// A renderer with these settings.
+    pub fn from_config(config: RenderConfig) -> Self {
+        Renderer {
+            kustomize: Kustomize::new(config.kustomize),
+            generation: config.generation,
+            reported: Default::default(),
+        }
+    }
+
+    /// Turns Flux v1 manifest generation (`.flux.yaml`) on.
+    pub fn with_generation(mut self, generation: GenerationConfig) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// The generation settings, when manifest generation is on.
+    pub fn generation(&self) -> Option<&GenerationConfig> {
+        self.generation.as_ref()
     }
 
     /// How many kustomize builds ran (cache misses).
@@ -100,18 +144,66 @@ impl Renderer {
 
     /// Renders the objects under `paths` (relative to `root`; empty = the whole repository).
     pub fn render(&self, root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
-        let mut skipped = Vec::new();
-        let out = render_with(root, paths, &self.kustomize, &mut skipped);
+        let mut notes = Notes::default();
+        let out = render_with(root, paths, self, &mut notes);
         if let Ok(mut reported) = self.reported.lock() {
-            for at in skipped {
+            for at in notes.skipped {
                 if reported.insert(at.clone()) {
                     tracing::info!(component = "render", source = %at,
                         "skipped: a document with neither apiVersion nor kind is not a Kubernetes object");
                 }
             }
+            for at in notes.ignored_configs {
+                if reported.insert(at.clone()) {
+                    tracing::info!(component = "render", source = %at.file,
+                        "ignored: manifest generation is off, so the files are read as they are; turn it on \
+                         to run this .flux.yaml");
+                }
+            }
         }
         out
     }
+}
+
+/// Every manifest file (repository-relative, sorted) a render of `paths` reads as written: the plain files,
+/// and the resource and patch files of each kustomization (its bases included). Generated output is not a
+/// file; a `.flux.yaml` git-path contributes what kustomizations and files lie under it.
+pub fn source_files(root: &Path, paths: &[String]) -> Result<Vec<String>, Error> {
+    let mut units = Vec::new();
+    let mut errors = Vec::new();
+    let roots: Vec<String> = if paths.is_empty() {
+        vec![String::new()]
+    } else {
+        paths.to_vec()
+    };
+    for path in &roots {
+        check_path(path)?;
+        collect_units(root, &root.join(path), &mut units, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(Error::Files(errors));
+    }
+    let mut files = std::collections::BTreeSet::new();
+    for unit in units {
+        match unit {
+            Unit::File(f) => {
+                files.insert(f);
+            }
+            Unit::Kustomization(dir) => {
+                let local = kustomize::local_files(root, &dir).map_err(|message| {
+                    Error::Files(vec![FileError {
+                        at: Provenance {
+                            file: dir.clone(),
+                            line: 1,
+                        },
+                        message,
+                    }])
+                })?;
+                files.extend(local.into_iter().map(|l| l.file));
+            }
+        }
+    }
+    Ok(files.into_iter().collect())
 }
 
 /// One thing to read: a manifest file, or a kustomization directory built as a whole.
@@ -126,10 +218,12 @@ enum Unit {
 fn render_with(
     root: &Path,
     paths: &[String],
-    kustomize: &Kustomize,
-    skipped: &mut Vec<Provenance>,
+    renderer: &Renderer,
+    notes: &mut Notes,
 ) -> Result<Vec<Resource>, Error> {
+    let kustomize = &renderer.kustomize;
     let mut units = Vec::new();
+    let mut generated = Vec::new();
     let mut errors = Vec::new();
     let roots: Vec<String> = if paths.is_empty() {
         vec![String::new()]
@@ -145,6 +239,24 @@ fn render_with(
                 reason: "does not exist in this revision of the repository".into(),
             });
         }
+        match &renderer.generation {
+            Some(_) => match generate::find(root, path) {
+                Ok(Some(config)) if config.mode != generate::Mode::Scan => {
+                    generated.push(config);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            },
+            None => {
+                if let Some(file) = generate::locate(root, path) {
+                    notes.ignored_configs.push(Provenance { file, line: 1 });
+                }
+            }
+        }
         collect_units(root, &dir, &mut units, &mut errors);
     }
     units.sort();
@@ -154,7 +266,9 @@ fn render_with(
     for unit in &units {
         match unit {
             Unit::File(rel) => match std::fs::read_to_string(root.join(rel)) {
-                Ok(text) => yaml::parse_file(rel, &text, &mut resources, &mut errors, skipped),
+                Ok(text) => {
+                    yaml::parse_file(rel, &text, &mut resources, &mut errors, &mut notes.skipped)
+                }
                 Err(e) => errors.push(FileError {
                     at: Provenance {
                         file: rel.clone(),
@@ -167,6 +281,13 @@ fn render_with(
                 Ok(built) => resources.extend(built),
                 Err(e) => errors.extend(e),
             },
+        }
+    }
+    let generation = renderer.generation.clone().unwrap_or_default();
+    for config in &generated {
+        match config.generate(root, &generation) {
+            Ok(built) => resources.extend(built),
+            Err(e) => errors.extend(e),
         }
     }
     check_duplicates(&resources, &mut errors);
@@ -220,6 +341,9 @@ fn collect_units(root: &Path, dir: &Path, out: &mut Vec<Unit>, errors: &mut Vec<
             continue;
         }
         let name = entry.file_name().to_str().unwrap_or("");
+        if entry.depth() > 0 && name == generate::CONFIG_FILE {
+            continue;
+        }
         if entry.depth() == 0 || name.ends_with(".yaml") || name.ends_with(".yml") {
             if let Some(rel) = relative(root, entry.path()) {
                 out.push(Unit::File(rel));

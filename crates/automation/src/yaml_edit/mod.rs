@@ -9,6 +9,7 @@
 //!
 //! Positions come from serde-saphyr's byte spans; every offset is a byte offset, so non-ASCII text is safe.
 
+pub(crate) mod spans;
 mod text;
 mod tree;
 
@@ -82,6 +83,11 @@ pub enum Field {
         /// The annotation key.
         key: String,
     },
+    /// A setting of a configuration file, e.g. a kustomization's `images[0].newTag`.
+    Setting {
+        /// Where it is, e.g. `images[0].newTag`.
+        path: String,
+    },
 }
 
 impl fmt::Display for Field {
@@ -89,6 +95,7 @@ impl fmt::Display for Field {
         match self {
             Field::Image { container } => write!(f, "the image of container '{container}'"),
             Field::Annotation { key } => write!(f, "annotation '{key}'"),
+            Field::Setting { path } => write!(f, "'{path}'"),
         }
     }
 }
@@ -241,13 +248,42 @@ struct Edit<'a> {
     /// The target document's span tree.
     root: Node,
     doc: usize,
-    target: &'a Target,
+    /// The object (or file) edited, for messages.
+    target: String,
     field: Field,
 }
 
 impl<'a> Edit<'a> {
     /// Parses `text` and finds the one document that is `target`.
     fn open(text: &'a str, target: &'a Target, field: Field) -> Result<Self, EditError> {
+        Self::open_matching(
+            text,
+            target.to_string(),
+            field,
+            |v| target.matches(v),
+            |values| not_found_hint(values, target),
+        )
+    }
+
+    /// Opens the one document of a file that holds a single document (a kustomization).
+    fn open_single(text: &'a str, label: &str, field: Field) -> Result<Self, EditError> {
+        let mut seen = false;
+        Self::open_matching(
+            text,
+            label.to_owned(),
+            field,
+            |_| !std::mem::replace(&mut seen, true),
+            |_| " (the file is empty)".to_owned(),
+        )
+    }
+
+    fn open_matching(
+        text: &'a str,
+        target: String,
+        field: Field,
+        mut matches: impl FnMut(&Value) -> bool,
+        hint: impl FnOnce(&[Value]) -> String,
+    ) -> Result<Self, EditError> {
         let values: Vec<Value> =
             serde_saphyr::from_str_multiple(text).map_err(|e| EditError::Yaml {
                 reason: e.to_string(),
@@ -262,21 +298,19 @@ impl<'a> Edit<'a> {
                 ),
             });
         }
-        let found: Vec<usize> = (0..values.len())
-            .filter(|&i| target.matches(&values[i]))
-            .collect();
+        let found: Vec<usize> = (0..values.len()).filter(|&i| matches(&values[i])).collect();
         let doc = match found.as_slice() {
             [one] => *one,
             [] => {
                 return Err(EditError::NotFound {
-                    target: target.to_string(),
-                    hint: not_found_hint(&values, target),
+                    hint: hint(&values),
+                    target,
                 })
             }
             many => {
                 return Err(EditError::Ambiguous {
-                    target: target.to_string(),
                     count: many.len(),
+                    target,
                 })
             }
         };
@@ -300,7 +334,7 @@ impl<'a> Edit<'a> {
 
     fn unsupported(&self, node: &Node, reason: impl Into<String>) -> EditError {
         EditError::Unsupported {
-            target: self.target.to_string(),
+            target: self.target.clone(),
             field: self.field.clone(),
             line: text::line_number(self.text, node.start),
             reason: reason.into(),
@@ -310,7 +344,7 @@ impl<'a> Edit<'a> {
     /// An internal inconsistency: reported like a failed read-back, since the file is left alone either way.
     fn inconsistent(&self, detail: impl Into<String>) -> EditError {
         EditError::Verification {
-            target: self.target.to_string(),
+            target: self.target.clone(),
             field: self.field.clone(),
             detail: detail.into(),
         }
@@ -909,4 +943,82 @@ pub fn remove_policy(text: &str, target: &Target, name: &str) -> Result<String, 
         out = remove_annotation(&out, target, &key)?;
     }
     Ok(out)
+}
+
+/// Sets `field` of entry `index` of the top-level list `list` in a file holding one document, e.g. a
+/// kustomization's `images[0].newTag`; adds the field after the entry's last key when it is absent.
+///
+/// Returns the text unchanged when the field already has that value. `label` names the file in errors.
+pub fn set_list_entry(
+    text: &str,
+    label: &str,
+    list: &str,
+    index: usize,
+    field: &str,
+    value: &str,
+) -> Result<String, EditError> {
+    let path = format!("{list}[{index}].{field}");
+    let edit = Edit::open_single(text, label, Field::Setting { path: path.clone() })?;
+    let missing = || edit.inconsistent(format!("'{list}[{index}]' is not in the file"));
+    let seq = edit.root.get(list).ok_or_else(missing)?;
+    edit.no_alias(seq)?;
+    let Kind::Seq(items) = &seq.kind else {
+        return Err(edit.unsupported(seq, format!("'{list}' is not a list")));
+    };
+    let item = items.get(index).ok_or_else(missing)?;
+    edit.no_alias(item)?;
+    let Some(entries) = item.entries() else {
+        return Err(edit.unsupported(item, format!("'{list}[{index}]' is not a mapping")));
+    };
+    let flow = text::is_flow(text, item);
+    let splice = match item.entry(field) {
+        Some(entry) if entry.1.as_str() == Some(value) && !entry.1.alias => {
+            return Ok(text.to_owned())
+        }
+        Some(entry) => edit.replace_scalar(entry, value, flow)?,
+        None if flow => {
+            let entry = format!(
+                "{}: {}",
+                text::render_key(field, true),
+                text::double_quoted(value)
+            );
+            edit.insert_flow_entry(item, &entry)?
+        }
+        None => {
+            let (Some((first, _)), Some((last_key, last_value))) =
+                (entries.first(), entries.last())
+            else {
+                return Err(edit.unsupported(item, format!("'{list}[{index}]' is empty")));
+            };
+            // The first key of a list item follows `- `: its column, not its line's indentation, is the
+            // indentation of the item's keys.
+            let column = first.start - text::line_start(text, first.start);
+            let prefix = &text[text::line_start(text, first.start)..first.start];
+            if !prefix.bytes().all(|b| b == b' ' || b == b'-') {
+                return Err(edit.unsupported(first, "the entry does not start its own line"));
+            }
+            let at = text::block_entry_end(text, last_key, last_value, column);
+            let eol = text::eol_at(text, last_key.start);
+            let line = format!(
+                "{}{}: {}",
+                " ".repeat(column),
+                text::render_key(field, false),
+                text::double_quoted(value)
+            );
+            let with = if text[..at].ends_with('\n') {
+                format!("{line}{eol}")
+            } else {
+                format!("{eol}{line}")
+            };
+            Splice::insert(at, with)
+        }
+    };
+    let mut expected = edit.value().clone();
+    let slot = expected
+        .get_mut(list)
+        .and_then(|l| l.get_mut(index))
+        .and_then(Value::as_object_mut)
+        .ok_or_else(missing)?;
+    slot.insert(field.to_owned(), Value::String(value.to_owned()));
+    edit.finish(&expected, vec![splice])
 }

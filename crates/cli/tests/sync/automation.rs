@@ -7,19 +7,20 @@ use tether_testenv::SshServer;
 
 use crate::support::{namespace as ns, Run, World};
 
-struct Env {
-    w: World,
-    reg: TestRegistry,
-    ssh: SshServer,
-    rt: tokio::runtime::Runtime,
+/// A world with a registry and an SSH git server, for tests that push (shared with other test files).
+pub(crate) struct Env {
+    pub(crate) w: World,
+    pub(crate) reg: TestRegistry,
+    pub(crate) ssh: SshServer,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 impl Env {
-    fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         Self::with(prefix, RegistryOptions::default(), None)
     }
 
-    fn with(prefix: &str, options: RegistryOptions, push_hook: Option<&str>) -> Self {
+    pub(crate) fn with(prefix: &str, options: RegistryOptions, push_hook: Option<&str>) -> Self {
         Env {
             w: World::new(prefix),
             reg: TestRegistry::start_with(options),
@@ -29,12 +30,12 @@ impl Env {
     }
 
     /// Pushes an image built at `created` (RFC 3339).
-    fn push(&self, path: &str, tag: &str, created: &str) {
+    pub(crate) fn push(&self, path: &str, tag: &str, created: &str) {
         self.rt
             .block_on(self.reg.pusher().push(path, tag, &TestImage::new(created)));
     }
 
-    fn flags(&self) -> Vec<String> {
+    pub(crate) fn flags(&self) -> Vec<String> {
         vec![
             "--git-url".into(),
             self.ssh.url(&self.w.repo),
@@ -47,7 +48,7 @@ impl Env {
         ]
     }
 
-    fn run(&self, command: &[&str], extra: &[&str]) -> Run {
+    pub(crate) fn run(&self, command: &[&str], extra: &[&str]) -> Run {
         let flags = self.flags();
         let mut args: Vec<&str> = command.to_vec();
         args.extend(flags.iter().map(String::as_str));
@@ -55,15 +56,15 @@ impl Env {
         self.w.tether(&args)
     }
 
-    fn automate(&self) -> Run {
+    pub(crate) fn automate(&self) -> Run {
         self.run(&["automate"], &[])
     }
 
-    fn sync(&self) -> String {
+    pub(crate) fn sync(&self) -> String {
         self.run(&["daemon", "--once"], &[]).ok()
     }
 
-    fn image_of(&self, deployment: &str) -> String {
+    pub(crate) fn image_of(&self, deployment: &str) -> String {
         let d = self
             .w
             .get(&["-n", &self.w.n, &format!("deployment/{deployment}")])
@@ -74,7 +75,7 @@ impl Env {
             .to_owned()
     }
 
-    fn commits(&self) -> Vec<String> {
+    pub(crate) fn commits(&self) -> Vec<String> {
         let log = tether_testenv::run(tether_testenv::git::git(&self.w.repo.bare).args([
             "log",
             "--format=%s",

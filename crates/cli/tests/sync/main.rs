@@ -7,6 +7,7 @@ mod apply;
 mod automation;
 mod daemon_loop;
 mod gc;
+mod generation;
 mod git_access;
 mod kustomize;
 mod least_privilege;

@@ -1,0 +1,236 @@
+//! Changes a person asks for — lock, unlock, automate, deautomate, tag policies — written where the user
+//! keeps the workload ([`crate::writeback`]) and committed with Flux v1's messages, pushed like automation's
+//! commits: on the branch head, redone when the branch moved, never forced.
+
+use std::path::Path;
+
+use tether_core::policy::names;
+use tether_core::ObjectId;
+use tether_render::Renderer;
+use tether_source::Repo;
+
+use crate::run::Error;
+use crate::writeback::{self, Change, Tree};
+
+/// How many times a commit is redone on a branch that moved before giving up.
+pub(crate) const PUSH_ATTEMPTS: usize = 5;
+
+/// A policy change to one workload, as the CLI asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyUpdate {
+    /// `locked: "true"`, with who and why when given.
+    Lock {
+        /// Why (`locked_msg`).
+        message: Option<String>,
+        /// Who (`locked_user`).
+        user: Option<String>,
+    },
+    /// Removes the lock and its reason.
+    Unlock,
+    /// `automated: "true"`.
+    Automate,
+    /// Removes `automated`.
+    Deautomate,
+    /// `tag.<container>: <pattern>`.
+    Tag {
+        /// The container.
+        container: String,
+        /// e.g. `semver:~1.4`; `*`/`glob:*` removes the filter, as in fluxctl.
+        pattern: String,
+    },
+}
+
+impl PolicyUpdate {
+    /// The edits this update makes to annotations.
+    pub fn changes(&self) -> Vec<Change> {
+        let set = |name: &str, value: &str| Change::SetPolicy {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        };
+        let remove = |name: &str| Change::RemovePolicy {
+            name: name.to_owned(),
+        };
+        match self {
+            PolicyUpdate::Lock { message, user } => {
+                let mut c = vec![set(names::LOCKED, "true")];
+                c.extend(message.as_deref().map(|m| set(names::LOCKED_MSG, m)));
+                c.extend(user.as_deref().map(|u| set(names::LOCKED_USER, u)));
+                c
+            }
+            PolicyUpdate::Unlock => vec![
+                remove(names::LOCKED),
+                remove(names::LOCKED_MSG),
+                remove(names::LOCKED_USER),
+            ],
+            PolicyUpdate::Automate => vec![set(names::AUTOMATED, "true")],
+            PolicyUpdate::Deautomate => vec![remove(names::AUTOMATED)],
+            PolicyUpdate::Tag { container, pattern } => {
+                let name = format!("{}{container}", names::TAG_PREFIX);
+                if matches!(pattern.as_str(), "*" | "glob:*") {
+                    vec![remove(&name)]
+                } else {
+                    vec![set(&name, pattern)]
+                }
+            }
+        }
+    }
+}
+
+/// Flux v1's commit subject for `updates` of `workload`: `Locked: ns:kind/name`, ..., `Updated policies: …`.
+pub fn subject(workload: &ObjectId, updates: &[PolicyUpdate]) -> String {
+    match updates {
+        [PolicyUpdate::Lock { .. }] => format!("Locked: {workload}"),
+        [PolicyUpdate::Unlock] => format!("Unlocked: {workload}"),
+        [PolicyUpdate::Automate] => format!("Automated: {workload}"),
+        [PolicyUpdate::Deautomate] => format!("Deautomated: {workload}"),
+        _ => format!("Updated policies: {workload}"),
+    }
+}
+
+/// The full commit message: the subject, then the person's message and who asked, when given.
+pub fn commit_message(subject: &str, message: Option<&str>, user: Option<&str>) -> String {
+    let mut out = subject.to_owned();
+    if let Some(m) = message.filter(|m| !m.trim().is_empty()) {
+        out.push_str("\n\n");
+        out.push_str(m.trim());
+    }
+    if let Some(u) = user.filter(|u| !u.trim().is_empty()) {
+        out.push_str("\n\nRequested-by: ");
+        out.push_str(u.trim());
+    }
+    out
+}
+
+/// Where the repository is rendered from, for writing changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Paths<'a> {
+    /// The git-paths.
+    pub paths: &'a [String],
+    /// The renderer (kustomize, manifest generation).
+    pub renderer: &'a Renderer,
+    /// Namespace of namespaced objects written without one.
+    pub default_namespace: &'a str,
+}
+
+/// Writes `changes` to `workload` on the branch head, commits with `message` and pushes. Returns the commit,
+/// or `None` when the workload already was so.
+pub async fn commit(
+    repo: &Repo,
+    at: Paths<'_>,
+    workload: &ObjectId,
+    changes: &[Change],
+    message: &str,
+) -> Result<Option<String>, Error> {
+    let done = edit_and_push(repo, "policy", |root| {
+        let tree = Tree {
+            root,
+            paths: at.paths,
+            renderer: at.renderer,
+            default_namespace: at.default_namespace,
+        };
+        let written = writeback::write(&tree, &[(workload.clone(), changes.to_vec())])?;
+        Ok((!written.applied.is_empty()).then(|| ((), message.to_owned())))
+    })
+    .await?;
+    Ok(done.map(|(_, commit)| commit))
+}
+
+/// Makes a change in a fresh worktree of the branch head with `edit` (which returns what it did and the
+/// commit message, or `None` for nothing to do), commits and pushes; redoes it on the new head when the
+/// branch moved meanwhile.
+pub(crate) async fn edit_and_push<T>(
+    repo: &Repo,
+    worktree: &str,
+    mut edit: impl FnMut(&Path) -> Result<Option<(T, String)>, Error>,
+) -> Result<Option<(T, String)>, Error> {
+    for _ in 0..PUSH_ATTEMPTS {
+        let head = repo.fetch().await?;
+        let wt = repo.worktree(worktree, &head).await?;
+        let Some((done, message)) = edit(wt.path())? else {
+            return Ok(None);
+        };
+        let Some(commit) = wt.commit_all(&message).await? else {
+            return Ok(None);
+        };
+        match wt.push().await {
+            Ok(()) => return Ok(Some((done, commit))),
+            Err(tether_source::Error::Rejected { .. }) => {
+                tracing::info!(
+                    component = "automation",
+                    "the branch moved while pushing; redoing the change on the new head"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> ObjectId {
+        ObjectId::new("apps/v1", "Deployment", Some("demo"), "echov")
+    }
+
+    #[test]
+    fn commit_messages_follow_flux_v1() {
+        let lock = PolicyUpdate::Lock {
+            message: Some("incident 42".into()),
+            user: Some("alice".into()),
+        };
+        assert_eq!(
+            subject(&id(), std::slice::from_ref(&lock)),
+            "Locked: demo:deployment/echov"
+        );
+        assert_eq!(
+            subject(&id(), &[PolicyUpdate::Unlock]),
+            "Unlocked: demo:deployment/echov"
+        );
+        assert_eq!(
+            subject(&id(), &[PolicyUpdate::Automate, lock]),
+            "Updated policies: demo:deployment/echov"
+        );
+        assert_eq!(
+            commit_message(
+                "Locked: demo:deployment/echov",
+                Some("incident 42"),
+                Some("alice")
+            ),
+            "Locked: demo:deployment/echov\n\nincident 42\n\nRequested-by: alice"
+        );
+        assert_eq!(commit_message("S", Some(" "), None), "S");
+    }
+
+    #[test]
+    fn a_lock_records_who_and_why_and_an_unlock_removes_all_three() {
+        let lock = PolicyUpdate::Lock {
+            message: Some("incident 42".into()),
+            user: Some("alice".into()),
+        };
+        let names: Vec<String> = lock
+            .changes()
+            .iter()
+            .map(|c| match c {
+                Change::SetPolicy { name, value } => format!("{name}={value}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["locked=true", "locked_msg=incident 42", "locked_user=alice"]
+        );
+        assert_eq!(PolicyUpdate::Unlock.changes().len(), 3);
+        let any = PolicyUpdate::Tag {
+            container: "web".into(),
+            pattern: "glob:*".into(),
+        };
+        assert_eq!(
+            any.changes(),
+            [Change::RemovePolicy {
+                name: "tag.web".into()
+            }]
+        );
+    }
+}
