@@ -7,6 +7,7 @@
 //! ```
 
 mod cluster;
+mod kustomize;
 mod measure;
 mod raw;
 mod report;
@@ -99,6 +100,9 @@ struct BenchArgs {
     /// server) took more than this share of the machine's CPU, e.g. someone compiling.
     #[arg(long, default_value_t = 0.2)]
     max_other_cpu: f64,
+    /// Skip the kustomize section (builds across syncs; needs no cluster).
+    #[arg(long)]
+    no_kustomize: bool,
     /// How often a session may be repeated for that reason before its numbers are kept anyway (and counted
     /// as noisy in the report).
     #[arg(long, default_value_t = 2)]
@@ -293,6 +297,11 @@ fn bench(args: BenchArgs) -> Result<bool> {
         load_at_start,
         other_cpu,
     );
+    let kustomize_rows = if args.no_kustomize {
+        Vec::new()
+    } else {
+        kustomize::run(work.path(), &args.sizes)?
+    };
     let rows = report::rows(&samples);
     let targets = report::targets(&rows, &args.sizes);
     let md = report::markdown(
@@ -304,6 +313,11 @@ fn bench(args: BenchArgs) -> Result<bool> {
         &command,
         &args.sizes,
     );
+    let md = if kustomize_rows.is_empty() {
+        md
+    } else {
+        format!("{md}{}", kustomize::markdown(&kustomize_rows))
+    };
     let isolation = match (&args.kubeconfig, args.isolation) {
         (Some(_), _) => "names (existing cluster)",
         (None, Isolation::Names) => "names (one local control plane)",
@@ -320,6 +334,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
         "targets": targets,
         "sweep": sweep,
         "samples": samples,
+        "kustomize": kustomize_rows,
     });
     report::write_all(&out, &md, &rows, &samples, &json, &args.sizes)?;
     println!("{md}");

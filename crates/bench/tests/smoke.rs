@@ -133,6 +133,25 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
         "30"
     );
 
+    // Kustomize: built once, then not again for the same tree (also after a restart), rebuilt on a change.
+    for (step, runs) in [
+        ("first build", 1),
+        ("same tree, same process", 0),
+        ("same tree, after a restart (disk cache)", 0),
+        ("one file of the base changed", 1),
+    ] {
+        assert!(
+            stdout.contains(&format!("| 30 | {step} |")) && {
+                let line = stdout
+                    .lines()
+                    .find(|l| l.starts_with(&format!("| 30 | {step} |")))
+                    .unwrap_or_default();
+                line.ends_with(&format!("| {runs} |"))
+            },
+            "kustomize row '{step}' should show {runs} run(s):\n{stdout}"
+        );
+    }
+
     for f in ["report.md", "samples.csv", "results.json", "chart.svg"] {
         assert!(out.path().join(f).exists(), "{f} missing");
     }
