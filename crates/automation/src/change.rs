@@ -6,10 +6,10 @@ use std::path::Path;
 
 use tether_core::policy::names;
 use tether_core::ObjectId;
-use tether_render::Renderer;
 use tether_source::Repo;
 
 use crate::run::Error;
+pub use crate::writeback::Paths;
 use crate::writeback::{self, Change, Tree};
 
 /// How many times a commit is redone on a branch that moved before giving up.
@@ -101,17 +101,6 @@ pub fn commit_message(subject: &str, message: Option<&str>, user: Option<&str>) 
     out
 }
 
-/// Where the repository is rendered from, for writing changes.
-#[derive(Debug, Clone, Copy)]
-pub struct Paths<'a> {
-    /// The git-paths.
-    pub paths: &'a [String],
-    /// The renderer (kustomize, manifest generation).
-    pub renderer: &'a Renderer,
-    /// Namespace of namespaced objects written without one.
-    pub default_namespace: &'a str,
-}
-
 /// Writes `changes` to `workload` on the branch head, commits with `message` and pushes. Returns the commit,
 /// or `None` when the workload already was so.
 pub async fn commit(
@@ -122,34 +111,32 @@ pub async fn commit(
     message: &str,
 ) -> Result<Option<String>, Error> {
     let done = edit_and_push(repo, "policy", |root| {
-        let tree = Tree {
-            root,
-            paths: at.paths,
-            renderer: at.renderer,
-            default_namespace: at.default_namespace,
-        };
-        let written = writeback::write(&tree, &[(workload.clone(), changes.to_vec())])?;
-        Ok((!written.applied.is_empty()).then(|| ((), message.to_owned())))
+        let tree = Tree { root, at };
+        let mut written = writeback::write(&tree, &[(workload.clone(), changes.to_vec())])?;
+        if let Some((_, e)) = written.refused.pop() {
+            return Err(e.into());
+        }
+        Ok((!written.applied.is_empty()).then(|| ((), message.to_owned(), written.files)))
     })
     .await?;
     Ok(done.map(|(_, commit)| commit))
 }
 
-/// Makes a change in a fresh worktree of the branch head with `edit` (which returns what it did and the
-/// commit message, or `None` for nothing to do), commits and pushes; redoes it on the new head when the
-/// branch moved meanwhile.
+/// Makes a change in a fresh worktree of the branch head with `edit` (which returns what it did, the commit
+/// message and the files it changed, or `None` for nothing to do), commits exactly those files (not what a
+/// generator may have left behind) and pushes; redoes it on the new head when the branch moved meanwhile.
 pub(crate) async fn edit_and_push<T>(
     repo: &Repo,
     worktree: &str,
-    mut edit: impl FnMut(&Path) -> Result<Option<(T, String)>, Error>,
+    mut edit: impl FnMut(&Path) -> Result<Option<(T, String, Vec<String>)>, Error>,
 ) -> Result<Option<(T, String)>, Error> {
     for _ in 0..PUSH_ATTEMPTS {
         let head = repo.fetch().await?;
         let wt = repo.worktree(worktree, &head).await?;
-        let Some((done, message)) = edit(wt.path())? else {
+        let Some((done, message, files)) = edit(wt.path())? else {
             return Ok(None);
         };
-        let Some(commit) = wt.commit_all(&message).await? else {
+        let Some(commit) = wt.commit_files(&message, &files).await? else {
             return Ok(None);
         };
         match wt.push().await {

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::update::{commit_message, write_updates, ImageUpdate};
 use crate::workload::{workloads, Workload};
+use crate::writeback::WriteError;
 
 use crate::change::PUSH_ATTEMPTS;
 
@@ -74,6 +75,9 @@ pub enum ContainerError {
         /// What the registry client reported.
         source: tether_registry::Error,
     },
+    /// A newer image was found but could not be written into Git where the workload keeps it.
+    #[error("{0}")]
+    Write(#[source] crate::writeback::WriteError),
 }
 
 impl ContainerError {
@@ -84,6 +88,7 @@ impl ContainerError {
             ContainerError::Policy { .. } => "policy",
             ContainerError::Image { .. } => "image_reference",
             ContainerError::Registry { source, .. } => source.label(),
+            ContainerError::Write(_) => "write",
         }
     }
 }
@@ -200,7 +205,11 @@ impl Automation {
         updates.sort_by(|a, b| {
             (&a.file, &a.workload, &a.container).cmp(&(&b.file, &b.workload, &b.container))
         });
-        let (applied, commit) = self.commit(&updates).await?;
+        let (applied, commit, refused) = self.commit(&updates).await?;
+        for (id, e) in refused {
+            pass.errors
+                .push((id, WorkloadError(vec![ContainerError::Write(e)])));
+        }
         for u in &applied {
             info!(component = "automation", workload = %u.workload, container = %u.container,
                 from = %u.from, to = %u.to, "image updated");
@@ -282,44 +291,76 @@ impl Automation {
     async fn commit(
         &self,
         updates: &[ImageUpdate],
-    ) -> Result<(Vec<ImageUpdate>, Option<String>), Error> {
+    ) -> Result<
+        (
+            Vec<ImageUpdate>,
+            Option<String>,
+            Vec<(ObjectId, WriteError)>,
+        ),
+        Error,
+    > {
         let repo = self.repo.lock().await;
+        let mut refused = Vec::new();
         let done = crate::change::edit_and_push(&repo, "automation", |root| {
             let tree = crate::writeback::Tree {
                 root,
-                paths: &self.cfg.paths,
-                renderer: &self.cfg.renderer,
-                default_namespace: &self.cfg.default_namespace,
+                at: crate::writeback::Paths {
+                    paths: &self.cfg.paths,
+                    renderer: &self.cfg.renderer,
+                    default_namespace: &self.cfg.default_namespace,
+                },
             };
             let applied = write_updates(&tree, updates)?;
-            Ok((!applied.is_empty()).then(|| {
-                let message = commit_message(&applied);
-                (applied, message)
+            for (id, e) in &applied.refused {
+                warn!(component = "automation", workload = %id, error = %e, "not updated");
+            }
+            refused = applied.refused;
+            Ok((!applied.updates.is_empty()).then(|| {
+                let message = commit_message(&applied.updates);
+                (applied.updates, message, applied.files)
             }))
         })
         .await?;
         Ok(match done {
-            Some((applied, commit)) => (applied, Some(commit)),
-            None => (Vec::new(), None),
+            Some((applied, commit)) => (applied, Some(commit), refused),
+            None => (Vec::new(), None, refused),
         })
     }
 }
 
 /// `image` with its tag replaced by `tag`, keeping the repository exactly as written (host, short names).
 pub fn retag(image: &str, tag: &str) -> String {
-    let name_end = image.rfind('@').unwrap_or(image.len());
+    format!("{}:{tag}", split_tag(image).0)
+}
+
+/// `image` split into its repository as written and its tag (`None` without one); a registry port is not a
+/// tag, and a digest is dropped.
+pub fn split_tag(image: &str) -> (&str, Option<&str>) {
+    let name_end = image.find('@').unwrap_or(image.len());
     let name = &image[..name_end];
     let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    let repo = match name[last_slash..].find(':') {
-        Some(i) => &name[..last_slash + i],
-        None => name,
-    };
-    format!("{repo}:{tag}")
+    match name[last_slash..].find(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::retag;
+    use super::{retag, split_tag};
+
+    #[test]
+    fn tags_split_off_without_taking_a_registry_port() {
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/b:1.2"),
+            ("127.0.0.1:5000/a/b", Some("1.2"))
+        );
+        assert_eq!(
+            split_tag("localhost:5000/app"),
+            ("localhost:5000/app", None)
+        );
+        assert_eq!(split_tag("app:1@sha256:abc"), ("app", Some("1")));
+    }
 
     #[test]
     fn retag_keeps_the_repository_as_written() {

@@ -21,16 +21,22 @@ pub struct ImageUpdate {
     pub to: String,
 }
 
+/// What [`write_updates`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The updates that changed something (an update whose image is already set is dropped).
+    pub updates: Vec<ImageUpdate>,
+    /// The files changed.
+    pub files: Vec<String>,
+    /// Workloads whose updates were not written, and why; their files are as they were.
+    pub refused: Vec<(ObjectId, WriteError)>,
+}
+
 /// Writes `updates` into the checked-out tree, each where the user keeps the image ([`writeback`]).
-/// Returns the updates that changed something (an update whose image is already set is dropped).
 ///
 /// # Errors
-/// The first update that cannot be written or does not show in the rendered result; the tree is then to be
-/// discarded.
-pub fn write_updates(
-    tree: &Tree<'_>,
-    updates: &[ImageUpdate],
-) -> Result<Vec<ImageUpdate>, WriteError> {
+/// The tree does not render; a workload that cannot be written is in [`Applied::refused`] instead.
+pub fn write_updates(tree: &Tree<'_>, updates: &[ImageUpdate]) -> Result<Applied, WriteError> {
     let mut by_workload: BTreeMap<&ObjectId, Vec<Change>> = BTreeMap::new();
     for u in updates {
         by_workload
@@ -46,7 +52,7 @@ pub fn write_updates(
         .map(|(id, c)| (id.clone(), c))
         .collect();
     let written = writeback::write(tree, &changes)?;
-    Ok(updates
+    let updates = updates
         .iter()
         .filter(|u| {
             written.applied.iter().any(|(id, c)| {
@@ -55,7 +61,12 @@ pub fn write_updates(
             })
         })
         .cloned()
-        .collect())
+        .collect();
+    Ok(Applied {
+        updates,
+        files: written.files,
+        refused: written.refused,
+    })
 }
 
 /// Flux v1's commit messages: `Auto-release <image>`, or `Auto-release multiple (N) images` with a list.
@@ -89,9 +100,11 @@ mod tests {
     fn tree_of<'a>(root: &'a std::path::Path, renderer: &'a tether_render::Renderer) -> Tree<'a> {
         Tree {
             root,
-            paths: &[],
-            renderer,
-            default_namespace: "default",
+            at: crate::writeback::Paths {
+                paths: &[],
+                renderer,
+                default_namespace: "default",
+            },
         }
     }
 
@@ -109,23 +122,26 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(applied.len(), 1);
+        assert_eq!(applied.updates.len(), 1);
+        assert_eq!(applied.files, ["w.yaml"]);
         let after = std::fs::read_to_string(dir.path().join("w.yaml")).unwrap();
         assert_eq!(after, text.replace("r/a:1.0", "r/a:1.1"));
     }
 
     #[test]
-    fn a_missing_container_is_an_error_naming_the_file() {
+    fn a_missing_container_is_refused_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: r/a:1.0\n";
         std::fs::write(dir.path().join("w.yaml"), text).unwrap();
         let renderer = tether_render::Renderer::default();
-        let err = write_updates(
+        let applied = write_updates(
             &tree_of(dir.path(), &renderer),
             &[update("w.yaml", "missing", "x:1")],
         )
-        .unwrap_err();
-        assert!(err.to_string().starts_with("w.yaml: "), "{err}");
+        .unwrap();
+        assert!(applied.updates.is_empty());
+        let err = applied.refused[0].1.to_string();
+        assert!(err.starts_with("w.yaml: "), "{err}");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("w.yaml")).unwrap(),
             text

@@ -41,17 +41,30 @@ pub enum Change {
     },
 }
 
-/// The checked-out tree and how it renders.
+/// How a repository renders: the same for every checkout of it.
 #[derive(Debug, Clone, Copy)]
-pub struct Tree<'a> {
-    /// The checkout (a worktree tether may edit).
-    pub root: &'a Path,
+pub struct Paths<'a> {
     /// The git-paths rendered.
     pub paths: &'a [String],
     /// The renderer of the sync (kustomize and manifest generation settings).
     pub renderer: &'a Renderer,
     /// Namespace of namespaced objects written without one.
     pub default_namespace: &'a str,
+}
+
+/// A checked-out tree and how it renders.
+#[derive(Debug, Clone, Copy)]
+pub struct Tree<'a> {
+    /// The checkout (a worktree tether may edit).
+    pub root: &'a Path,
+    /// How it renders.
+    pub at: Paths<'a>,
+}
+
+impl Tree<'_> {
+    fn render(&self) -> Result<Vec<Resource>, tether_render::Error> {
+        self.at.renderer.render(self.root, self.at.paths)
+    }
 }
 
 /// A change could not be written; the tree is as it was for that file.
@@ -142,51 +155,159 @@ impl Change {
 }
 
 /// What [`write`] changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Written {
-    /// The files changed (repository-relative), in the order first changed; empty when updaters made the
-    /// changes or nothing needed changing.
+    /// The files changed (repository-relative), in the order first changed.
     pub files: Vec<String>,
-    /// The changes that were needed, per workload (a change the tree already shows is left out).
+    /// The changes that were needed and made, per workload (a change the tree already shows is left out).
     pub applied: Vec<(ObjectId, Change)>,
+    /// Workloads whose changes were not made, and why; their files are as they were.
+    pub refused: Vec<(ObjectId, WriteError)>,
 }
 
-/// Writes each workload's changes into the tree, each where the user keeps it, then renders the tree again
-/// and checks that every workload shows every change.
-///
-/// # Errors
-/// The first change that cannot be written, or one the rendered result does not show. The tree may then
-/// hold some of the changes: the caller discards it (tether writes into a throwaway worktree).
-pub fn write(tree: &Tree<'_>, changes: &[(ObjectId, Vec<Change>)]) -> Result<Written, WriteError> {
-    let before = tree.renderer.render(tree.root, tree.paths)?;
-    let mut written = Written::default();
-    for (id, list) in changes {
-        let w = find(&before, tree.default_namespace, id)?;
-        for change in list.iter().filter(|c| c.missing_in(&w).is_some()) {
-            if let Some(file) = write_one(tree, &w, change)? {
-                if !written.files.contains(&file) {
-                    written.files.push(file);
-                }
+/// The files one workload's changes touched, with what they held before, so a refused change is undone.
+#[derive(Debug, Default)]
+struct Backup(BTreeMap<String, Option<Vec<u8>>>);
+
+impl Backup {
+    /// Remembers `file` as it is now, before its first change.
+    fn save(&mut self, root: &Path, file: &str) {
+        self.0
+            .entry(file.to_owned())
+            .or_insert_with(|| std::fs::read(root.join(file)).ok());
+    }
+
+    fn files(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+
+    /// Puts every file back as it was.
+    fn restore(self, root: &Path) {
+        for (file, old) in self.0 {
+            let path = root.join(&file);
+            let undone = match old {
+                Some(bytes) => std::fs::write(&path, bytes),
+                None => std::fs::remove_file(&path),
+            };
+            if let Err(e) = undone {
+                tracing::warn!(component = "automation", file = %file, error = %e,
+                    "cannot undo a refused change; the worktree is reset before its next use");
             }
-            written.applied.push((id.clone(), change.clone()));
         }
     }
-    if written.applied.is_empty() {
-        return Ok(written);
+}
+
+/// Writes each workload's changes into the tree, each where the user keeps it, one workload at a time: after
+/// each, the tree is rendered again, and the workload must show every change while no other object may
+/// differ (a kustomization `images:` entry shared with a locked workload, a base other overlays use). A
+/// workload that fails either check has its files put back and is listed in [`Written::refused`]; the others
+/// go ahead.
+///
+/// # Errors
+/// Only when the tree does not render before any change.
+pub fn write(tree: &Tree<'_>, changes: &[(ObjectId, Vec<Change>)]) -> Result<Written, WriteError> {
+    let mut current = tree.render()?;
+    let mut written = Written::default();
+    for (id, list) in changes {
+        let mut backup = Backup::default();
+        match write_workload(tree, &current, id, list, &mut backup) {
+            Ok(None) => {}
+            Ok(Some((after, applied))) => {
+                current = after;
+                for file in backup.files() {
+                    if !written.files.contains(file) {
+                        written.files.push(file.clone());
+                    }
+                }
+                written
+                    .applied
+                    .extend(applied.into_iter().map(|c| (id.clone(), c)));
+            }
+            Err(e) => {
+                backup.restore(tree.root);
+                written.refused.push((id.clone(), e));
+            }
+        }
     }
-    let after = tree.renderer.render(tree.root, tree.paths)?;
-    for (id, change) in &written.applied {
-        let now = find(&after, tree.default_namespace, id)?;
+    Ok(written)
+}
+
+/// The tree rendered after a workload's changes, and the changes made.
+type Made = (Vec<Resource>, Vec<Change>);
+
+/// One workload's changes against the rendered tree `current`; the new render and the changes made, or
+/// `None` when it already shows them all.
+fn write_workload(
+    tree: &Tree<'_>,
+    current: &[Resource],
+    id: &ObjectId,
+    list: &[Change],
+    backup: &mut Backup,
+) -> Result<Option<Made>, WriteError> {
+    let w = find(current, tree.at.default_namespace, id)?;
+    let pending: Vec<Change> = list
+        .iter()
+        .filter(|c| c.missing_in(&w).is_some())
+        .cloned()
+        .collect();
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    for change in &pending {
+        write_one(tree, &w, change, backup)?;
+    }
+    let after = tree.render()?;
+    let now = find(&after, tree.at.default_namespace, id)?;
+    let files = || backup.files().cloned().collect::<Vec<_>>().join(", ");
+    for change in &pending {
         if let Some(found) = change.missing_in(&now) {
             return Err(WriteError::NotEffective {
                 workload: id.to_string(),
                 change: change.describe(),
-                file: written.files.join(", "),
+                file: files(),
                 found,
             });
         }
     }
-    Ok(written)
+    if let Some(other) = first_other_change(current, &after, tree.at.default_namespace, id) {
+        return Err(WriteError::Refused {
+            workload: id.to_string(),
+            reason: format!(
+                "writing it into {} would also change {other}, so nothing was written; give {id} a setting \
+                 of its own (an overlay patch or images: entry only it uses)",
+                files()
+            ),
+        });
+    }
+    Ok(Some((after, pending)))
+}
+
+/// An object other than `id` that differs between two renders (or is in only one), if any.
+fn first_other_change(
+    before: &[Resource],
+    after: &[Resource],
+    default_namespace: &str,
+    id: &ObjectId,
+) -> Option<String> {
+    let key = |r: &Resource| {
+        ObjectId::new(
+            r.api_version(),
+            r.kind(),
+            Some(r.namespace().unwrap_or(default_namespace)),
+            r.name(),
+        )
+    };
+    let map = |rs: &[Resource]| -> BTreeMap<ObjectId, Value> {
+        rs.iter()
+            .map(|r| (key(r), r.object.clone()))
+            .filter(|(k, _)| !same(k, id))
+            .collect()
+    };
+    let (a, b) = (map(before), map(after));
+    a.iter()
+        .find(|(k, v)| b.get(*k) != Some(*v))
+        .or_else(|| b.iter().find(|(k, _)| !a.contains_key(*k)))
+        .map(|(k, _)| k.to_string())
 }
 
 fn find(
@@ -208,8 +329,13 @@ fn same(a: &ObjectId, b: &ObjectId) -> bool {
         && (a.group.is_empty() || b.group.is_empty() || a.group == b.group)
 }
 
-/// Writes one change; returns the file it changed, if it changed one.
-fn write_one(tree: &Tree<'_>, w: &Workload, change: &Change) -> Result<Option<String>, WriteError> {
+/// Writes one change, saving each file in `backup` before it changes.
+fn write_one(
+    tree: &Tree<'_>,
+    w: &Workload,
+    change: &Change,
+    backup: &mut Backup,
+) -> Result<(), WriteError> {
     let source = &w.source.file;
     if source.rsplit('/').next() == Some(generate::CONFIG_FILE) {
         let config = config_for(tree, w)?;
@@ -218,21 +344,20 @@ fn write_one(tree: &Tree<'_>, w: &Workload, change: &Change) -> Result<Option<St
                 let file = config
                     .patch_file()
                     .ok_or_else(|| refused(w, "the patch file is outside the repository"))?;
-                edit_patch_file(tree, w, &file, change).map(Some)
+                edit_patch_file(tree, w, &file, change, backup)
             }
-            Mode::Commands { .. } => {
-                run_updaters(tree, w, &config, change)?;
-                Ok(None)
-            }
+            Mode::Commands { .. } => run_updaters(tree, w, &config, change, backup),
             Mode::Scan => Err(refused(w, "its .flux.yaml generates nothing")),
         };
     }
     if kustomize::is_kustomization_file(source) {
         let dir = source.rsplit_once('/').map_or("", |(d, _)| d);
-        return edit_kustomization(tree, w, dir, change).map(Some);
+        return edit_kustomization(tree, w, dir, change, backup);
     }
-    let target = Target::new(w.id.clone()).with_default_namespace(tree.default_namespace);
-    edit_file(tree.root, source, |text| apply(text, &target, change)).map(Some)
+    let target = Target::new(w.id.clone()).with_default_namespace(tree.at.default_namespace);
+    edit_file(tree.root, source, backup, |text| {
+        apply(text, &target, change)
+    })
 }
 
 fn refused(w: &Workload, reason: impl Into<String>) -> WriteError {
@@ -244,14 +369,9 @@ fn refused(w: &Workload, reason: impl Into<String>) -> WriteError {
 
 /// The `.flux.yaml` configuration that generated `w`: of the git-path whose generated output holds it.
 fn config_for(tree: &Tree<'_>, w: &Workload) -> Result<FluxConfig, WriteError> {
-    let paths: Vec<String> = if tree.paths.is_empty() {
-        vec![String::new()]
-    } else {
-        tree.paths.to_vec()
-    };
     let mut candidates = Vec::new();
-    for path in &paths {
-        match generate::find(tree.root, path) {
+    for path in tether_render::path_roots(tree.at.paths) {
+        match generate::find(tree.root, &path) {
             Ok(Some(c)) if c.file == w.source.file => candidates.push(c),
             Ok(_) => {}
             Err(e) => return Err(tether_render::Error::Files(vec![e]).into()),
@@ -259,14 +379,26 @@ fn config_for(tree: &Tree<'_>, w: &Workload) -> Result<FluxConfig, WriteError> {
     }
     if candidates.len() > 1 {
         // Several git-paths share the .flux.yaml: the one whose output holds the workload is the one.
-        let generation = tree.renderer.generation().cloned().unwrap_or_default();
-        candidates.retain(|c| {
-            c.generate(tree.root, &generation).is_ok_and(|out| {
-                workloads(&out, tree.default_namespace)
-                    .iter()
-                    .any(|o| same(&o.id, &w.id))
-            })
-        });
+        let generation = tree.at.renderer.generation().cloned().unwrap_or_default();
+        let mut failures = Vec::new();
+        let mut holding = Vec::new();
+        for c in candidates {
+            match c.generate(tree.root, &generation) {
+                Ok(out) => {
+                    if workloads(&out, tree.at.default_namespace)
+                        .iter()
+                        .any(|o| same(&o.id, &w.id))
+                    {
+                        holding.push(c);
+                    }
+                }
+                Err(e) => failures.extend(e),
+            }
+        }
+        if holding.is_empty() && !failures.is_empty() {
+            return Err(tether_render::Error::Files(failures).into());
+        }
+        candidates = holding;
     }
     candidates
         .into_iter()
@@ -283,63 +415,73 @@ fn apply(text: &str, target: &Target, change: &Change) -> Result<String, EditErr
     }
 }
 
-/// Reads `file`, edits it with `f` and writes it back when it changed. Returns the file.
+fn io_error(file: &str) -> impl Fn(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        file: file.to_owned(),
+        source,
+    }
+}
+
+/// Writes `text` to `file` (creating its directory), saved in `backup` first.
+fn store(root: &Path, file: &str, text: &str, backup: &mut Backup) -> Result<(), WriteError> {
+    backup.save(root, file);
+    let path = root.join(file);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error(file))?;
+    }
+    std::fs::write(&path, text).map_err(io_error(file))
+}
+
+/// Reads `file`, edits it with `f` and writes it back when it changed.
 fn edit_file(
     root: &Path,
     file: &str,
+    backup: &mut Backup,
     f: impl FnOnce(&str) -> Result<String, EditError>,
-) -> Result<String, WriteError> {
-    let path = root.join(file);
-    let io = |source| WriteError::Io {
-        file: file.to_owned(),
-        source,
-    };
-    let text = std::fs::read_to_string(&path).map_err(io)?;
+) -> Result<(), WriteError> {
+    let text = std::fs::read_to_string(root.join(file)).map_err(io_error(file))?;
     let edited = f(&text).map_err(|source| WriteError::Edit {
         file: file.to_owned(),
         source,
     })?;
     if edited != text {
-        std::fs::write(&path, edited).map_err(io)?;
+        store(root, file, &edited, backup)?;
     }
-    Ok(file.to_owned())
+    Ok(())
 }
 
-/// `patchUpdated`: the workload's entry in the patch file gets the change; a workload without an entry, or an
-/// entry without the container, gets one (the file is created when absent).
+/// `patchUpdated`: the workload's entry in the patch file gets the change; a workload without an entry gets
+/// one, an entry without the container gets the container (the file is created when absent).
 fn edit_patch_file(
     tree: &Tree<'_>,
     w: &Workload,
     file: &str,
     change: &Change,
-) -> Result<String, WriteError> {
-    let path = tree.root.join(file);
-    let text = match std::fs::read_to_string(&path) {
+    backup: &mut Backup,
+) -> Result<(), WriteError> {
+    let text = match std::fs::read_to_string(tree.root.join(file)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(WriteError::Io {
-                file: file.to_owned(),
-                source,
-            })
-        }
+        Err(e) => return Err(io_error(file)(e)),
     };
-    let target = Target::new(w.id.clone()).with_default_namespace(tree.default_namespace);
+    let target = Target::new(w.id.clone()).with_default_namespace(tree.at.default_namespace);
     let edited = match apply(&text, &target, change) {
         Ok(t) => t,
         Err(EditError::NotFound { .. }) => match change {
             // Nothing to remove from a patch that does not exist.
-            Change::RemovePolicy { .. } => return Ok(file.to_owned()),
-            _ => append_document(&text, &patch_document(w, change)),
+            Change::RemovePolicy { .. } => return Ok(()),
+            _ => append_document(&text, &patch_document(w, change))
+                .map_err(|reason| refused(w, format!("{file}: {reason}")))?,
         },
         Err(EditError::ContainerNotFound { .. } | EditError::NoPodSpec { .. }) => {
-            return Err(refused(
-                w,
-                format!(
-                    "its entry in {file} sets no image for this container; add `containers: [{{name: …, \
-                     image: …}}]` under spec.template.spec of that entry once, and tether keeps it up to date"
-                ),
-            ))
+            let Change::Image { container, image } = change else {
+                return Err(refused(
+                    w,
+                    format!("{file}: the entry has no such container"),
+                ));
+            };
+            add_container(&text, &target, w, container, image)
+                .map_err(|reason| refused(w, format!("{file}: {reason}")))?
         }
         Err(source) => {
             return Err(WriteError::Edit {
@@ -349,18 +491,18 @@ fn edit_patch_file(
         }
     };
     if edited != text {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| WriteError::Io {
-                file: file.to_owned(),
-                source,
-            })?;
-        }
-        std::fs::write(&path, edited).map_err(|source| WriteError::Io {
-            file: file.to_owned(),
-            source,
-        })?;
+        store(tree.root, file, &edited, backup)?;
     }
-    Ok(file.to_owned())
+    Ok(())
+}
+
+/// Where `container` lives in `w`: `containers` or `initContainers`.
+fn list_of(w: &Workload, container: &str) -> &'static str {
+    if w.containers.iter().any(|c| c.name == container && c.init) {
+        "initContainers"
+    } else {
+        "containers"
+    }
 }
 
 /// A new patch-file document holding only `change` for `w`, as Flux v1 wrote them.
@@ -384,17 +526,7 @@ fn patch_document(w: &Workload, change: &Change) -> Value {
             metadata.insert("annotations".into(), serde_json::json!({ key: value }));
         }
         Change::Image { container, image } => {
-            let mut spec = serde_json::json!({"containers": [{"name": container, "image": image}]});
-            for key in tether_core::workload::pod_spec_path(&w.id.kind)
-                .unwrap_or(&[])
-                .iter()
-                .rev()
-            {
-                spec = serde_json::json!({ *key: spec });
-            }
-            if let (Some(d), Some(s)) = (doc.as_object_mut(), spec.as_object()) {
-                d.extend(s.clone());
-            }
+            insert_container(&mut doc, w, container, image);
         }
         Change::RemovePolicy { .. } => {}
     }
@@ -404,11 +536,76 @@ fn patch_document(w: &Workload, change: &Change) -> Value {
     doc
 }
 
+/// Adds `{name: container, image}` to the pod spec of patch document `doc`, creating the path.
+fn insert_container(doc: &mut Value, w: &Workload, container: &str, image: &str) {
+    let mut at = doc;
+    for key in tether_core::workload::pod_spec_path(&w.id.kind).unwrap_or(&[]) {
+        if !at.get(*key).is_some_and(Value::is_object) {
+            if let Some(map) = at.as_object_mut() {
+                map.insert((*key).to_owned(), Value::Object(serde_json::Map::new()));
+            }
+        }
+        let Some(next) = at.get_mut(*key) else {
+            return;
+        };
+        at = next;
+    }
+    let Some(spec) = at.as_object_mut() else {
+        return;
+    };
+    let list = spec
+        .entry(list_of(w, container))
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(items) = list.as_array_mut() {
+        items.push(serde_json::json!({"name": container, "image": image}));
+    }
+}
+
+/// `text` with the entry of `target` rewritten to also set `container`'s image. Only that document's bytes
+/// change (its comments are lost: it is written anew); every other document stays as it was.
+fn add_container(
+    text: &str,
+    target: &Target,
+    w: &Workload,
+    container: &str,
+    image: &str,
+) -> Result<String, String> {
+    let docs = tether_render::split_documents(text);
+    let mut found = None;
+    for (_, doc) in &docs {
+        let value: Value =
+            serde_saphyr::from_str(doc).map_err(|e| format!("not valid YAML: {e}"))?;
+        if target.matches(&value) {
+            if found.is_some() {
+                return Err(format!(
+                    "{target} has more than one entry; remove the duplicates"
+                ));
+            }
+            found = Some((*doc, value));
+        }
+    }
+    let Some((doc, mut value)) = found else {
+        return Err(format!("{target} has no entry"));
+    };
+    insert_container(&mut value, w, container, image);
+    let start = doc.as_ptr() as usize - text.as_ptr() as usize;
+    let eol = if doc.contains("\r\n") { "\r\n" } else { "\n" };
+    let body = serde_saphyr::to_string(&value)
+        .map_err(|e| format!("cannot write the entry: {e}"))?
+        .replace('\n', eol);
+    let mut out = String::with_capacity(text.len() + 64);
+    out.push_str(&text[..start]);
+    out.push_str(&body);
+    out.push_str(&text[start + doc.len()..]);
+    Ok(out)
+}
+
 /// `text` with `doc` added as its last document.
-fn append_document(text: &str, doc: &Value) -> String {
+fn append_document(text: &str, doc: &Value) -> Result<String, String> {
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    let body = serde_saphyr::to_string(doc).unwrap_or_default();
-    let body = body.replace('\n', eol);
+    let body = serde_saphyr::to_string(doc)
+        .map_err(|e| format!("cannot write the entry: {e}"))?
+        .replace('\n', eol);
     let mut out = text.to_owned();
     if !out.is_empty() && !out.ends_with('\n') {
         out.push_str(eol);
@@ -416,7 +613,7 @@ fn append_document(text: &str, doc: &Value) -> String {
     out.push_str("---");
     out.push_str(eol);
     out.push_str(&body);
-    out
+    Ok(out)
 }
 
 /// `commandUpdated`: the updaters make the change, with Flux v1's environment.
@@ -425,18 +622,22 @@ fn run_updaters(
     w: &Workload,
     config: &FluxConfig,
     change: &Change,
+    backup: &mut Backup,
 ) -> Result<(), WriteError> {
-    let generation = tree.renderer.generation().cloned().unwrap_or_default();
-    let ns = w.id.namespace.as_deref().unwrap_or(tree.default_namespace);
+    let generation = tree.at.renderer.generation().cloned().unwrap_or_default();
+    let ns =
+        w.id.namespace
+            .as_deref()
+            .unwrap_or(tree.at.default_namespace);
     let workload = (ns, w.id.kind.as_str(), w.id.name.as_str());
     let (image_name, tag);
     let request = match change {
         Change::Image { container, image } => {
-            (image_name, tag) = split_tag(image);
+            (image_name, tag) = crate::run::split_tag(image);
             UpdateRequest::Image {
                 container,
                 image: image_name,
-                tag,
+                tag: tag.unwrap_or_default(),
             }
         }
         Change::SetPolicy { name, value } => UpdateRequest::Policy {
@@ -445,32 +646,27 @@ fn run_updaters(
         },
         Change::RemovePolicy { name } => UpdateRequest::Policy { name, value: None },
     };
-    config
+    let changed = config
         .update(tree.root, &generation, workload, &request)
-        .map_err(|reason| refused(w, reason))
-}
-
-/// `repo[:tag]` split at the tag (a registry port is not a tag).
-fn split_tag(image: &str) -> (&str, &str) {
-    let name_end = image.find('@').unwrap_or(image.len());
-    let name = &image[..name_end];
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], &name[last_slash + i + 1..]),
-        None => (name, ""),
+        .map_err(|reason| refused(w, reason))?;
+    for (file, old) in changed {
+        backup.0.entry(file).or_insert(old);
     }
+    Ok(())
 }
 
-/// A kustomize directory without `.flux.yaml`: an image goes into the `images:` entry that sets it, else
-/// into the file that defines the container; a policy into the overlay's own patch or resource file for the
-/// workload (never into a base other overlays share).
+/// A kustomize directory without `.flux.yaml`: an image goes into the overlay's own `images:` entry that
+/// sets it, else into the overlay's own file defining the container; a policy into the overlay's own patch
+/// or resource file. Never into a base: other overlays share it.
 fn edit_kustomization(
     tree: &Tree<'_>,
     w: &Workload,
     dir: &str,
     change: &Change,
-) -> Result<String, WriteError> {
+    backup: &mut Backup,
+) -> Result<(), WriteError> {
     let fail = |reason: String| refused(w, reason);
+    let shown = if dir.is_empty() { "." } else { dir };
     match change {
         Change::Image { container, image } => {
             let current = w
@@ -479,16 +675,24 @@ fn edit_kustomization(
                 .find(|c| &c.name == container)
                 .map(|c| c.image.as_str())
                 .unwrap_or_default();
-            let (repo, _) = split_tag(current);
+            let (repo, _) = crate::run::split_tag(current);
             let entries = kustomize::image_entries(tree.root, dir).map_err(fail)?;
             if let Some(entry) = entries.iter().find(|e| e.produces() == repo) {
+                let own = entry.file.rsplit_once('/').map_or("", |(d, _)| d) == dir;
+                if !own {
+                    return Err(fail(format!(
+                        "its image is set by images[{}] of {}, which other overlays may share; add an images: \
+                         entry for {} to {shown}'s kustomization and tether keeps it up to date",
+                        entry.index, entry.file, entry.name
+                    )));
+                }
                 if entry.digest.is_some() {
                     return Err(fail(format!(
                         "{} pins {repo} by digest (images[{}]); remove the digest to let tether set a tag",
                         entry.file, entry.index
                     )));
                 }
-                let (new_repo, new_tag) = split_tag(image);
+                let (new_repo, new_tag) = crate::run::split_tag(image);
                 if new_repo != repo {
                     return Err(fail(format!(
                         "{} sets {repo}, not {new_repo}; change newName there by hand",
@@ -496,18 +700,18 @@ fn edit_kustomization(
                     )));
                 }
                 let label = entry.file.clone();
-                return edit_file(tree.root, &entry.file, |text| {
+                return edit_file(tree.root, &entry.file, backup, |text| {
                     yaml_edit::set_list_entry(
                         text,
                         &label,
                         "images",
                         entry.index,
                         "newTag",
-                        new_tag,
+                        new_tag.unwrap_or_default(),
                     )
                 });
             }
-            let file = defining_file(
+            let (file, doc) = defining_file(
                 tree,
                 w,
                 dir,
@@ -523,21 +727,30 @@ fn edit_kustomization(
                         })
                     })
                 },
-                |f| f.role == Role::Resource,
-            )?;
-            let target = written_target(&file.1);
-            edit_file(tree.root, &file.0, |text| apply(text, &target, change))
-        }
-        Change::SetPolicy { .. } | Change::RemovePolicy { .. } => {
-            let file = defining_file(tree, w, dir, |_| true, |f| f.own).map_err(|_| {
+                |f| f.role == Role::Resource && f.own,
+            )
+            .map_err(|_| {
                 fail(format!(
-                    "it is built by kustomize in {} from files other overlays may share; add a patch for it to \
-                     that kustomization (patchesStrategicMerge) and tether writes its policies there",
-                    if dir.is_empty() { "." } else { dir }
+                    "no file of {shown}'s own kustomization sets its image (a base other overlays may share \
+                     does); add an images: entry for it to {shown}'s kustomization and tether keeps it up to date"
                 ))
             })?;
-            let target = written_target(&file.1);
-            edit_file(tree.root, &file.0, |text| apply(text, &target, change))
+            let target = written_target(&doc);
+            edit_file(tree.root, &file, backup, |text| {
+                apply(text, &target, change)
+            })
+        }
+        Change::SetPolicy { .. } | Change::RemovePolicy { .. } => {
+            let (file, doc) = defining_file(tree, w, dir, |_| true, |f| f.own).map_err(|_| {
+                fail(format!(
+                    "it is built by kustomize in {shown} from files other overlays may share; add a patch for \
+                     it to that kustomization (patchesStrategicMerge) and tether writes its policies there"
+                ))
+            })?;
+            let target = written_target(&doc);
+            edit_file(tree.root, &file, backup, |text| {
+                apply(text, &target, change)
+            })
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tether_automation::writeback::{write, Change, Tree, WriteError};
+use tether_automation::writeback::{write, Change, Paths, Tree, WriteError, Written};
 use tether_core::ObjectId;
 use tether_render::{GenerationConfig, KustomizeConfig, Renderer};
 use tether_testenv::tree;
@@ -39,6 +39,31 @@ fn lock() -> Change {
     Change::SetPolicy {
         name: "locked".into(),
         value: "true".into(),
+    }
+}
+
+/// The result of a write that refused nothing.
+fn ok(w: Written) -> Written {
+    assert!(w.refused.is_empty(), "refused: {:?}", w.refused);
+    w
+}
+
+/// The one refusal of a write.
+fn refusal(w: Written) -> WriteError {
+    assert!(w.applied.is_empty(), "applied: {:?}", w.applied);
+    let mut r = w.refused;
+    assert_eq!(r.len(), 1, "{r:?}");
+    r.remove(0).1
+}
+
+fn tree_at<'a>(root: &'a Path, paths: &'a [String], r: &'a Renderer) -> Tree<'a> {
+    Tree {
+        root,
+        at: Paths {
+            paths,
+            renderer: r,
+            default_namespace: "default",
+        },
     }
 }
 
@@ -112,17 +137,12 @@ fn patch_updated_changes_go_into_the_patch_file_only() {
     let t = flux_kustomize_layout(Some(FLUX_PATCH));
     let r = renderer();
     let paths = vec!["staging".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
-    let written = write(
+    let tree = tree_at(t.path(), &paths, &r);
+    let written = ok(write(
         &tree,
         &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2"), lock()])],
     )
-    .unwrap();
+    .unwrap());
     assert_eq!(written.files, ["staging/flux-patch.yaml"]);
     assert_eq!(written.applied.len(), 2);
     let want = FLUX_PATCH
@@ -134,40 +154,48 @@ fn patch_updated_changes_go_into_the_patch_file_only() {
     assert_eq!(read(t.path(), "staging/flux-patch.yaml"), want);
     assert_eq!(read(t.path(), "base/deployment.yaml"), BASE);
     // Already so: nothing to do.
-    let again = write(
+    let again = ok(write(
         &tree,
         &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
     )
-    .unwrap();
+    .unwrap());
     assert!(again.files.is_empty() && again.applied.is_empty());
 }
 
 #[test]
-fn patch_updated_creates_the_patch_file_when_absent() {
+fn a_patch_entry_holding_only_annotations_gets_the_container_and_a_missing_file_is_created() {
     let t = flux_kustomize_layout(None);
     let r = renderer();
     let paths = vec!["staging".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
-    write(
-        &tree,
-        &[(podinfo(), vec![lock(), image("stefanprodan/podinfo:1.4.2")])],
-    )
-    .unwrap_err();
-    // An entry without the container says how to add it; a lock alone creates the entry.
-    write(&tree, &[(podinfo(), vec![lock()])]).unwrap();
+    let tree = tree_at(t.path(), &paths, &r);
+    // A lock first creates the entry with annotations only, as Flux v1 wrote them...
+    ok(write(&tree, &[(podinfo(), vec![lock()])]).unwrap());
     let patch = read(t.path(), "staging/flux-patch.yaml");
-    assert!(patch.starts_with("---\n"), "{patch}");
+    assert!(
+        patch.starts_with("---\n") && !patch.contains("containers"),
+        "{patch}"
+    );
+    // ...then automation adds the container to that entry.
+    ok(write(
+        &tree,
+        &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
+    )
+    .unwrap());
     let rendered = r.render(t.path(), &paths).unwrap();
-    let locked = rendered[0]
-        .object
-        .pointer("/metadata/annotations/tether.dev~1locked")
-        .cloned();
-    assert_eq!(locked, Some("true".into()), "{patch}");
+    let o = &rendered[0].object;
+    assert_eq!(
+        o.pointer("/metadata/annotations/tether.dev~1locked"),
+        Some(&"true".into())
+    );
+    assert_eq!(
+        o.pointer("/spec/template/spec/containers/0/image"),
+        Some(&"stefanprodan/podinfo:1.4.2".into())
+    );
+    assert_eq!(
+        o.pointer("/spec/template/spec/containers/0/ports/0/containerPort"),
+        Some(&9898.into())
+    );
+    assert_eq!(read(t.path(), "base/deployment.yaml"), BASE);
 }
 
 #[test]
@@ -175,14 +203,9 @@ fn a_fresh_patch_file_entry_carries_the_image() {
     let t = flux_kustomize_layout(None);
     let r = renderer();
     let paths = vec!["production".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
+    let tree = tree_at(t.path(), &paths, &r);
     let prod = ObjectId::new("apps/v1", "Deployment", Some("demo-prod"), "podinfo");
-    write(&tree, &[(prod, vec![image("stefanprodan/podinfo:1.5.0")])]).unwrap();
+    ok(write(&tree, &[(prod, vec![image("stefanprodan/podinfo:1.5.0")])]).unwrap());
     let rendered = r.render(t.path(), &paths).unwrap();
     assert_eq!(
         rendered[0]
@@ -190,21 +213,15 @@ fn a_fresh_patch_file_entry_carries_the_image() {
             .pointer("/spec/template/spec/containers/0/image"),
         Some(&"stefanprodan/podinfo:1.5.0".into())
     );
-    assert_eq!(
-        rendered[0]
-            .object
-            .pointer("/spec/template/spec/containers/0/ports/0/containerPort"),
-        Some(&9898.into())
-    );
     assert_eq!(read(t.path(), "base/deployment.yaml"), BASE);
 }
 
 #[test]
-fn command_updated_runs_the_updaters() {
+fn command_updated_runs_the_updaters_and_an_updater_that_changes_nothing_is_refused() {
     let t = tree(&[
         (
             "app/.flux.yaml",
-            "version: 1\ncommandUpdated:\n  generators:\n  - command: cat deployment.yaml.tmpl | sed \"s|IMAGE|$(cat image)|\"\n  updaters:\n  - containerImage:\n      command: printf '%s:%s' \"$FLUX_IMG\" \"$FLUX_TAG\" > image\n",
+            "version: 1\ncommandUpdated:\n  generators:\n  - command: cat deployment.yaml.tmpl | sed \"s|IMAGE|$(cat image)|\"\n  updaters:\n  - containerImage:\n      command: printf '%s:%s' \"$FLUX_IMG\" \"$FLUX_TAG\" > image\n    policy:\n      command: 'true'\n",
         ),
         ("app/image", "stefanprodan/podinfo:1.4.0"),
         (
@@ -216,21 +233,18 @@ fn command_updated_runs_the_updaters() {
     ]);
     let r = renderer();
     let paths = vec!["app".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
-    write(
+    let tree = tree_at(t.path(), &paths, &r);
+    let written = ok(write(
         &tree,
         &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
     )
-    .unwrap();
+    .unwrap());
+    assert_eq!(written.files, ["app/image"]);
     assert_eq!(read(t.path(), "app/image"), "stefanprodan/podinfo:1.4.2");
-    // No policy updater: a lock is refused with what to add.
-    let e = write(&tree, &[(podinfo(), vec![lock()])]).unwrap_err();
-    assert!(e.to_string().contains("no updater sets policies"), "{e}");
+    // The policy updater exits 0 but changes nothing: the lock would not deploy, so it is refused.
+    let e = refusal(write(&tree, &[(podinfo(), vec![lock()])]).unwrap());
+    assert!(matches!(e, WriteError::NotEffective { .. }), "{e}");
+    assert!(e.to_string().contains("locked=<unset>"), "{e}");
 }
 
 const OVERLAY: &str = "# staging pins its own tag
@@ -257,30 +271,25 @@ fn a_kustomize_overlay_gets_its_new_tag_in_images_and_its_policy_in_its_own_patc
     ]);
     let r = renderer();
     let paths = vec!["staging".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
-    let written = write(
+    let tree = tree_at(t.path(), &paths, &r);
+    let written = ok(write(
         &tree,
         &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
     )
-    .unwrap();
+    .unwrap());
     assert_eq!(written.files, ["staging/kustomization.yaml"]);
     assert_eq!(
         read(t.path(), "staging/kustomization.yaml"),
         OVERLAY.replace("newTag: 1.4.0", "newTag: \"1.4.2\"")
     );
-    let written = write(&tree, &[(podinfo(), vec![lock()])]).unwrap();
+    let written = ok(write(&tree, &[(podinfo(), vec![lock()])]).unwrap());
     assert_eq!(written.files, ["staging/policy.yaml"]);
     assert!(read(t.path(), "staging/policy.yaml").contains("    fluxcd.io/locked: \"true\"\n"));
     assert_eq!(read(t.path(), "base/deployment.yaml"), BASE);
 }
 
 #[test]
-fn a_kustomization_without_images_gets_the_edit_in_the_file_defining_the_container() {
+fn a_kustomization_without_images_gets_the_edit_in_its_own_file_defining_the_container() {
     let t = tree(&[
         ("app/deployment.yaml", BASE),
         (
@@ -290,17 +299,12 @@ fn a_kustomization_without_images_gets_the_edit_in_the_file_defining_the_contain
     ]);
     let r = renderer();
     let paths = vec!["app".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
-    write(
+    let tree = tree_at(t.path(), &paths, &r);
+    ok(write(
         &tree,
         &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
     )
-    .unwrap();
+    .unwrap());
     assert_eq!(
         read(t.path(), "app/deployment.yaml"),
         BASE.replace("podinfo:1.4.0", "podinfo:1.4.2")
@@ -308,33 +312,93 @@ fn a_kustomization_without_images_gets_the_edit_in_the_file_defining_the_contain
 }
 
 #[test]
-fn a_change_that_an_overlay_overrides_is_refused() {
-    // The overlay's patch sets the image after the base: editing the base would not deploy.
+fn a_base_other_overlays_share_is_never_edited() {
     let t = tree(&[
         ("base/deployment.yaml", BASE),
-        ("base/kustomization.yaml", "resources:\n- deployment.yaml\n"),
         (
-            "staging/kustomization.yaml",
-            "namespace: demo\nresources:\n- ../base\npatchesStrategicMerge:\n- image.yaml\n",
+            "base/kustomization.yaml",
+            "resources:\n- deployment.yaml\nimages:\n- name: stefanprodan/podinfo\n  newTag: 1.4.0\n",
         ),
         (
-            "staging/image.yaml",
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: podinfo\nspec:\n  template:\n    spec:\n      containers:\n      - name: podinfod\n        image: stefanprodan/podinfo:1.3.0\n",
+            "staging/kustomization.yaml",
+            "namespace: demo\nresources:\n- ../base\n",
         ),
     ]);
     let r = renderer();
     let paths = vec!["staging".to_owned()];
-    let tree = Tree {
-        root: t.path(),
-        paths: &paths,
-        renderer: &r,
-        default_namespace: "default",
-    };
-    // The defining file with that image is the overlay's patch, which is a patch, not a resource.
-    let e = write(
-        &tree,
-        &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
+    let tree = tree_at(t.path(), &paths, &r);
+    let e = refusal(
+        write(
+            &tree,
+            &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
+        )
+        .unwrap(),
+    );
+    assert!(e.to_string().contains("other overlays may share"), "{e}");
+    std::fs::write(
+        t.path().join("base/kustomization.yaml"),
+        "resources:\n- deployment.yaml\n",
     )
-    .unwrap_err();
-    assert!(matches!(e, WriteError::Refused { .. }), "{e}");
+    .unwrap();
+    let e = refusal(
+        write(
+            &tree,
+            &[(podinfo(), vec![image("stefanprodan/podinfo:1.4.2")])],
+        )
+        .unwrap(),
+    );
+    assert!(e.to_string().contains("own kustomization"), "{e}");
+    assert_eq!(read(t.path(), "base/deployment.yaml"), BASE);
+}
+
+#[test]
+fn an_images_entry_shared_with_another_workload_is_refused_and_the_others_go_ahead() {
+    let second = BASE
+        .replace("name: podinfo\n", "name: backend\n")
+        .replace("app: podinfo", "app: backend");
+    let third = BASE
+        .replace("name: podinfo\n", "name: other\n")
+        .replace("app: podinfo", "app: other")
+        .replace("stefanprodan/podinfo:1.4.0", "team/other:1.0");
+    let t = tree(&[
+        ("app/deployment.yaml", BASE),
+        ("app/backend.yaml", &second),
+        ("app/other.yaml", &third),
+        (
+            "app/kustomization.yaml",
+            "namespace: demo\nresources:\n- deployment.yaml\n- backend.yaml\n- other.yaml\nimages:\n- name: stefanprodan/podinfo\n  newTag: 1.4.0\n",
+        ),
+    ]);
+    let r = renderer();
+    let paths = vec!["app".to_owned()];
+    let tree = tree_at(t.path(), &paths, &r);
+    let other = ObjectId::new("apps/v1", "Deployment", Some("demo"), "other");
+    let written = write(
+        &tree,
+        &[
+            (podinfo(), vec![image("stefanprodan/podinfo:1.4.2")]),
+            (
+                other.clone(),
+                vec![Change::Image {
+                    container: "podinfod".into(),
+                    image: "team/other:1.1".into(),
+                }],
+            ),
+        ],
+    )
+    .unwrap();
+    // Editing the shared entry would also move `backend` (maybe locked): refused, files put back.
+    assert_eq!(written.refused.len(), 1, "{:?}", written.refused);
+    let (id, e) = &written.refused[0];
+    assert_eq!(id, &podinfo());
+    assert!(
+        e.to_string()
+            .contains("would also change demo:deployment/backend"),
+        "{e}"
+    );
+    assert!(read(t.path(), "app/kustomization.yaml").contains("newTag: 1.4.0"));
+    // The other workload's own file went ahead.
+    assert_eq!(written.applied.len(), 1);
+    assert_eq!(written.applied[0].0, other);
+    assert!(read(t.path(), "app/other.yaml").contains("team/other:1.1"));
 }

@@ -101,8 +101,11 @@ struct BenchArgs {
     #[arg(long, default_value_t = 0.2)]
     max_other_cpu: f64,
     /// Skip the kustomize section (builds across syncs; needs no cluster).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kustomize_only")]
     no_kustomize: bool,
+    /// Only the kustomize section: no control plane, no tool sessions.
+    #[arg(long)]
+    kustomize_only: bool,
     /// How often a session may be repeated for that reason before its numbers are kept anyway (and counted
     /// as noisy in the report).
     #[arg(long, default_value_t = 2)]
@@ -244,7 +247,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
             return anyhow::Ok(s);
         }
     };
-    for &n in &args.sizes {
+    for &n in args.sizes.iter().filter(|_| !args.kustomize_only) {
         // The ceiling: one first sync per concurrency level, then the fastest level is repeated below.
         let mut best: Option<(usize, f64)> = None;
         if tools.contains(&Tool::RawSsa) {

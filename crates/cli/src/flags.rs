@@ -93,6 +93,9 @@ pub struct SourceArgs {
     /// Generate manifests as a `.flux.yaml` at or above each git-path says (Flux v1's manifest generation).
     #[arg(long)]
     pub manifest_generation: bool,
+    /// The largest manifest file read; larger ones fail the sync naming the file.
+    #[arg(long, default_value_t = tether_render::DEFAULT_MAX_FILE_BYTES)]
+    pub max_manifest_bytes: u64,
     /// Limit for one `.flux.yaml` command that sets no `timeout` of its own.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub generator_timeout: Duration,
@@ -363,6 +366,9 @@ impl SourceArgs {
         if self.kustomize_timeout.is_zero() {
             return Err("--kustomize-timeout must be greater than zero".into());
         }
+        if self.max_manifest_bytes == 0 {
+            return Err("--max-manifest-bytes must be greater than zero".into());
+        }
         if self.generator_timeout < Duration::from_secs(1) {
             return Err("--generator-timeout must be at least 1s".into());
         }
@@ -388,6 +394,7 @@ impl SourceArgs {
                     timeout: self.kustomize_timeout,
                     cache_dir: Some(cache_dir.join("kustomize")),
                 },
+                max_file_bytes: self.max_manifest_bytes,
                 generation: self.manifest_generation.then(|| GenerationConfig {
                     timeout: self.generator_timeout,
                     // `kustomize build .` in a .flux.yaml runs the kustomize given to tether.

@@ -50,10 +50,23 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
         let root = wt.path();
         let mut converted = Vec::new();
         let mut manual = Vec::new();
-        for file in tether_render::source_files(root, &source.paths)? {
+        let mut files = tether_render::source_files(root, &source.paths)?;
+        // A `.flux.yaml` patch file is written like manifests, but only the generator's output names it.
+        for path in tether_render::path_roots(&source.paths) {
+            if let Ok(Some(config)) = tether_render::generate::find(root, &path) {
+                files.extend(config.patch_file().filter(|f| root.join(f).is_file()));
+            }
+        }
+        files.sort();
+        files.dedup();
+        for file in files {
             let path = root.join(&file);
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    manual.push(format!("{file}: cannot read it: {e}"));
+                    continue;
+                }
             };
             match migrate_text(&text) {
                 Ok((_, changes)) if changes.is_empty() => {}
@@ -63,6 +76,23 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
                     converted.push(Converted { file, changes });
                 }
                 Err(e) => manual.push(format!("{file}: {e}")),
+            }
+        }
+        // What is still old after the conversion: items of a `List`, generated output, what needs a person.
+        let renderer = Renderer::from_config(source.render.clone());
+        let rendered = renderer.render(root, &source.paths)?;
+        for r in &rendered {
+            if tether_core::removed::removal(r.api_version(), r.kind()).is_some()
+                && !manual.iter().any(|m| m.starts_with(&format!("{}:", r.source.file)))
+            {
+                manual.push(format!(
+                    "{}: {} {} still uses {}, which tether cannot rewrite there (an item of a List, or the \
+                     output of a generator); convert it by hand",
+                    r.source,
+                    r.kind(),
+                    r.name(),
+                    r.api_version()
+                ));
             }
         }
         for m in &manual {
@@ -75,9 +105,6 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
             }
             return Ok(false);
         }
-        // What the cluster would say about the converted objects, before anything is committed.
-        let renderer = Renderer::from_config(source.render.clone());
-        let rendered = renderer.render(root, &source.paths)?;
         let files: Vec<&str> = converted.iter().map(|c| c.file.as_str()).collect();
         let names: Vec<(&str, &str)> = converted
             .iter()
@@ -112,10 +139,17 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
             println!("(dry run: the server accepted {checked} converted object(s); nothing was committed)");
             return Ok(manual.is_empty());
         }
-        let Some(commit) = wt.commit_all(&message).await? else {
+        let changed: Vec<String> = converted.iter().map(|c| c.file.clone()).collect();
+        let Some(commit) = wt.commit_files(&message, &changed).await? else {
             return Ok(manual.is_empty());
         };
-        wt.push().await?;
+        match wt.push().await {
+            Ok(()) => {}
+            Err(tether_source::Error::Rejected { .. }) => anyhow::bail!(
+                "the branch moved while the migration was checked; nothing was pushed, run tether migrate again"
+            ),
+            Err(e) => return Err(e.into()),
+        }
         println!("{message}");
         println!("committed {commit}");
         Ok(manual.is_empty())
@@ -139,6 +173,13 @@ fn worktree_diff(root: &std::path::Path) -> anyhow::Result<String> {
         .args(["diff", "--no-color", "--no-ext-diff"])
         .current_dir(root)
         .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "git diff failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

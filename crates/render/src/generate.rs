@@ -3,8 +3,10 @@
 //! changed by other commands (`commandUpdated`'s `updaters`). Only with manifest generation turned on, as in
 //! Flux v1; without it the file is reported once as ignored.
 //!
-//! Commands run with `sh -c` in the git-path directory (as Flux v1 did, not in the `.flux.yaml` directory), in
-//! an environment holding only `PATH` and `HOME`, with a deadline each. Everything a generator prints is one
+//! Commands run with `sh -c` in the git-path directory (as Flux v1 did, not in the `.flux.yaml` directory) of a
+//! copy of the tree without `.git` ([`crate::export`]), in an environment holding only `PATH` and an empty
+//! `HOME`, with a deadline each; updaters' changes are copied back. They still run as the agent: manifest
+//! generation is for repositories whose committers may run code in the agent's pod. Everything a generator prints is one
 //! YAML stream; every object from it names the `.flux.yaml` as its source.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tether_core::{Provenance, Resource};
 
+pub use crate::export::Changed;
+use crate::export::Export;
 use crate::patch;
 use crate::FileError;
 
@@ -179,13 +183,15 @@ pub fn find(root: &Path, git_path: &str) -> Result<Option<FluxConfig>, FileError
     let Some(rel) = locate(root, git_path) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(root.join(&rel)).map_err(|e| FileError {
-        at: Provenance {
-            file: rel.clone(),
-            line: 1,
-        },
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = crate::checkout::Checkout::new(root, crate::DEFAULT_MAX_FILE_BYTES)
+        .and_then(|c| c.read(&rel))
+        .map_err(|message| FileError {
+            at: Provenance {
+                file: rel.clone(),
+                line: 1,
+            },
+            message,
+        })?;
     parse(&rel, git_path, &text).map(Some)
 }
 
@@ -335,13 +341,27 @@ impl FluxConfig {
         root: &Path,
         config: &GenerationConfig,
     ) -> Result<Vec<Resource>, Vec<FileError>> {
+        let checkout = crate::checkout::Checkout::new(root, crate::DEFAULT_MAX_FILE_BYTES)
+            .map_err(|e| self.fail(e))?;
+        self.generate_in(&checkout, config)
+    }
+
+    /// [`FluxConfig::generate`] in a checkout already resolved.
+    pub(crate) fn generate_in(
+        &self,
+        checkout: &crate::checkout::Checkout<'_>,
+        config: &GenerationConfig,
+    ) -> Result<Vec<Resource>, Vec<FileError>> {
         let generators = match &self.mode {
             Mode::Scan => return Ok(Vec::new()),
             Mode::Patch { generators, .. } | Mode::Commands { generators, .. } => generators,
         };
+        let export = Export::of(checkout.root).map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
         for g in generators {
-            let text = self.run(root, config, g, &[]).map_err(|e| self.fail(e))?;
+            let text = self
+                .run(&export, config, g, &[])
+                .map_err(|e| self.fail(e))?;
             let mut resources = Vec::new();
             let mut errors = Vec::new();
             let mut not_objects = Vec::new();
@@ -374,12 +394,13 @@ impl FluxConfig {
             out.extend(resources);
         }
         if let Some(patch_file) = self.patch_file() {
-            apply_patches(root, &patch_file, &mut out)?;
+            apply_patches(checkout, &patch_file, &mut out)?;
         }
         Ok(out)
     }
 
-    /// Runs every updater's command for `request` on `workload` (`namespace:kind/name`), in order.
+    /// Runs every updater's command for `request` on `workload` (`namespace:kind/name`), in order. Returns
+    /// the files they changed, each with what it held before (`None`: new).
     ///
     /// # Errors
     /// No updater handles this kind of change, or one failed (with its stderr).
@@ -389,7 +410,7 @@ impl FluxConfig {
         config: &GenerationConfig,
         workload: (&str, &str, &str),
         request: &UpdateRequest<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Changed>, String> {
         let Mode::Commands { updaters, .. } = &self.mode else {
             return Err(format!("{} has no updaters", self.file));
         };
@@ -435,23 +456,30 @@ impl FluxConfig {
                 }
             ));
         }
+        let export = Export::of(root)?;
         for c in commands {
-            self.run(root, config, c, &env)
+            self.run(&export, config, c, &env)
                 .map_err(|e| format!("{}: {e}", self.file))?;
         }
-        Ok(())
+        export.copy_back(root)
     }
 
     /// Runs one command in the git-path; returns its stdout.
     fn run(
         &self,
-        root: &Path,
+        export: &Export,
         config: &GenerationConfig,
         spec: &CommandSpec,
         env: &[(&str, String)],
     ) -> Result<String, String> {
+        let root = export.path();
         let dir = root.join(&self.dir);
-        let mut cmd = crate::process::sandboxed("sh", &dir, config.tools_dir.as_deref());
+        // An absolute tools directory: a relative one would be looked up in the repository's own tree.
+        let tools = config
+            .tools_dir
+            .as_deref()
+            .and_then(|d| d.canonicalize().ok());
+        let mut cmd = crate::process::sandboxed("/bin/sh", &dir, tools.as_deref(), export.home());
         cmd.arg("-c").arg(&spec.command);
         for (k, v) in env {
             cmd.env(k, v);
@@ -470,23 +498,22 @@ impl FluxConfig {
 /// Applies every document of the patch file (absent: no patches) to the object it names, as Flux v1 did:
 /// strategic merge for Kubernetes' own kinds, JSON merge for the others.
 fn apply_patches(
-    root: &Path,
+    checkout: &crate::checkout::Checkout<'_>,
     patch_file: &str,
     objects: &mut Vec<Resource>,
 ) -> Result<(), Vec<FileError>> {
-    let text = match std::fs::read_to_string(root.join(patch_file)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(vec![FileError {
-                at: Provenance {
-                    file: patch_file.to_owned(),
-                    line: 1,
-                },
-                message: format!("cannot read the patch file: {e}"),
-            }])
-        }
-    };
+    if !checkout.root.join(patch_file).exists() && !checkout.root.join(patch_file).is_symlink() {
+        return Ok(());
+    }
+    let text = checkout.read(patch_file).map_err(|message| {
+        vec![FileError {
+            at: Provenance {
+                file: patch_file.to_owned(),
+                line: 1,
+            },
+            message: format!("the patch file {message}"),
+        }]
+    })?;
     let mut patches = Vec::new();
     let mut errors = Vec::new();
     let mut not_objects = Vec::new();
@@ -502,28 +529,43 @@ fn apply_patches(
         message: "a patch needs apiVersion, kind and metadata.name to say what it patches".into(),
     }));
     for p in &patches {
+        // Matched as Flux v1 did, by namespace, kind and name: a patch written when the base said
+        // `extensions/v1beta1` still applies to the `apps/v1` object the base says now.
         let same = |r: &&mut Resource| {
-            r.kind() == p.kind()
-                && r.name() == p.name()
-                && r.namespace() == p.namespace()
-                && tether_core::id::group_of(r.api_version())
-                    == tether_core::id::group_of(p.api_version())
+            r.kind() == p.kind() && r.name() == p.name() && r.namespace() == p.namespace()
         };
         let id = tether_core::ObjectId::new(p.api_version(), p.kind(), p.namespace(), p.name());
         let Some(target) = objects.iter_mut().find(same) else {
+            let elsewhere: Vec<String> = objects
+                .iter()
+                .filter(|r| r.kind() == p.kind() && r.name() == p.name())
+                .map(|r| r.namespace().unwrap_or("<none>").to_owned())
+                .collect();
+            let hint = if elsewhere.is_empty() {
+                "remove this patch or fix its kind, name or namespace".to_owned()
+            } else {
+                format!(
+                    "the generators produce it in namespace {} (as written in their output); set the \
+                     patch's metadata.namespace to that",
+                    elsewhere.join(", ")
+                )
+            };
             errors.push(FileError {
                 at: p.source.clone(),
-                message: format!(
-                    "patches {id}, which the generators no longer produce; remove this patch or fix its \
-                     kind, name or namespace"
-                ),
+                message: format!("patches {id}, which the generators do not produce; {hint}"),
             });
             continue;
         };
+        // apiVersion and kind only say what is patched; the generated object keeps its own.
+        let mut body = p.object.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
         match patch::merge(
             &target.object,
-            &p.object,
-            patch::strategy_for(p.api_version(), p.kind()),
+            &body,
+            patch::strategy_for(target.api_version(), target.kind()),
         ) {
             Ok(merged) => target.object = merged,
             Err(e) => errors.push(FileError {

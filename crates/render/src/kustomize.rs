@@ -70,7 +70,12 @@ impl Kustomize {
 
     /// Builds the kustomization in `dir` (relative to `root`, with `/` separators) into resources. Problems
     /// are reported at the kustomization file.
-    pub(crate) fn build(&self, root: &Path, dir: &str) -> Result<Vec<Resource>, Vec<FileError>> {
+    pub(crate) fn build(
+        &self,
+        checkout: &crate::checkout::Checkout<'_>,
+        dir: &str,
+    ) -> Result<Vec<Resource>, Vec<FileError>> {
+        let root = checkout.root;
         let abs = root.join(dir);
         let Some(file) = kustomization_file(&abs) else {
             return Ok(Vec::new());
@@ -180,7 +185,9 @@ impl Kustomize {
     fn run(&self, root: &Path, rel: &str) -> Result<String, String> {
         let dir = root.join(rel);
         self.runs.fetch_add(1, Ordering::Relaxed);
-        let mut cmd = crate::process::sandboxed(&self.config.bin, &dir, None);
+        let home =
+            tempfile::tempdir().map_err(|e| format!("cannot make a HOME for kustomize: {e}"))?;
+        let mut cmd = crate::process::sandboxed(&self.config.bin, &dir, None, home.path());
         cmd.arg("build")
             .arg("--load-restrictor=LoadRestrictionsRootOnly")
             .arg(".");
@@ -250,6 +257,8 @@ struct Read {
 /// The kustomization in `dir` and every local one it reaches through `resources`, `bases` and
 /// `components`, `dir`'s first, then breadth first (nearest first).
 fn tree(root: &Path, dir: &str, allow_remote: bool) -> Result<Vec<Read>, String> {
+    // kustomize follows links: none of the directories it reads may lead out of the checkout.
+    let checkout = crate::checkout::Checkout::new(root, 0)?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     let mut todo = std::collections::VecDeque::from([dir.to_owned()]);
@@ -257,6 +266,10 @@ fn tree(root: &Path, dir: &str, allow_remote: bool) -> Result<Vec<Read>, String>
         if !seen.insert(d.clone()) {
             continue;
         }
+        checkout
+            .resolve(&d)
+            .and_then(|_| checkout.no_links_out(&d))
+            .map_err(|e| format!("{}: {e}", if d.is_empty() { "." } else { &d }))?;
         let Some(file) = kustomization_file(&root.join(&d)) else {
             out.push(Read {
                 file: String::new(),

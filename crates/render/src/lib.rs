@@ -5,6 +5,8 @@
 //! directory holding a kustomization is built with kustomize as one unit instead ([`kustomize`]). All
 //! problems in all files are gathered and reported together, so one sync shows everything to fix.
 
+mod checkout;
+mod export;
 pub mod generate;
 pub mod kustomize;
 pub mod patch;
@@ -19,6 +21,7 @@ use std::path::{Component, Path};
 use serde_json::Value;
 use tether_core::{Provenance, Resource};
 
+use checkout::Checkout;
 pub use generate::GenerationConfig;
 use kustomize::Kustomize;
 pub use kustomize::KustomizeConfig;
@@ -56,6 +59,15 @@ pub enum Error {
     Files(Vec<FileError>),
 }
 
+/// The paths a render reads: `paths`, or the repository root when none are given.
+pub fn path_roots(paths: &[String]) -> Vec<String> {
+    if paths.is_empty() {
+        vec![String::new()]
+    } else {
+        paths.to_vec()
+    }
+}
+
 /// Validates a path to render: relative, inside the repository.
 pub fn check_path(path: &str) -> Result<(), Error> {
     let p = Path::new(path);
@@ -81,20 +93,37 @@ pub fn render(root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
 }
 
 /// How trees are rendered: kustomize, and Flux v1 manifest generation when it is on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RenderConfig {
     /// How kustomization directories are built.
     pub kustomize: KustomizeConfig,
     /// `.flux.yaml` manifest generation; `None` = off (a `.flux.yaml` is reported as ignored).
     pub generation: Option<GenerationConfig>,
+    /// The largest manifest file read.
+    pub max_file_bytes: u64,
+}
+
+/// The default [`RenderConfig::max_file_bytes`]: well above real manifests (Flux v1's largest reported was
+/// 2.7 MB), well below what hurts the agent.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 8 << 20;
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            kustomize: KustomizeConfig::default(),
+            generation: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
 }
 
 /// Renders trees, keeping what lasts between syncs: the kustomize builds, and which documents were already
 /// reported as skipped (each is reported once, not at every sync).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Renderer {
     kustomize: Kustomize,
     generation: Option<GenerationConfig>,
+    max_file_bytes: u64,
     reported: std::sync::Mutex<std::collections::BTreeSet<Provenance>>,
 }
 
@@ -110,11 +139,10 @@ struct Notes {
 impl Renderer {
     /// A renderer that builds kustomizations with these settings.
     pub fn new(kustomize: KustomizeConfig) -> Self {
-        Renderer {
-            kustomize: Kustomize::new(kustomize),
-            generation: None,
-            reported: Default::default(),
-        }
+        Renderer::from_config(RenderConfig {
+            kustomize,
+            ..RenderConfig::default()
+        })
     }
 
     /// A renderer with these settings.
@@ -122,6 +150,7 @@ impl Renderer {
         Renderer {
             kustomize: Kustomize::new(config.kustomize),
             generation: config.generation,
+            max_file_bytes: config.max_file_bytes,
             reported: Default::default(),
         }
     }
@@ -171,14 +200,15 @@ impl Renderer {
 pub fn source_files(root: &Path, paths: &[String]) -> Result<Vec<String>, Error> {
     let mut units = Vec::new();
     let mut errors = Vec::new();
-    let roots: Vec<String> = if paths.is_empty() {
-        vec![String::new()]
-    } else {
-        paths.to_vec()
-    };
+    let roots = path_roots(paths);
+    let checkout =
+        Checkout::new(root, DEFAULT_MAX_FILE_BYTES).map_err(|reason| Error::BadPath {
+            path: String::new(),
+            reason,
+        })?;
     for path in &roots {
-        check_path(path)?;
-        collect_units(root, &root.join(path), &mut units, &mut errors);
+        let dir = git_path(&checkout, path)?;
+        collect_units(&checkout, &dir, &mut units, &mut errors);
     }
     if !errors.is_empty() {
         return Err(Error::Files(errors));
@@ -206,6 +236,12 @@ pub fn source_files(root: &Path, paths: &[String]) -> Result<Vec<String>, Error>
     Ok(files.into_iter().collect())
 }
 
+impl Default for Renderer {
+    fn default() -> Self {
+        Renderer::from_config(RenderConfig::default())
+    }
+}
+
 /// One thing to read: a manifest file, or a kustomization directory built as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Unit {
@@ -222,23 +258,17 @@ fn render_with(
     notes: &mut Notes,
 ) -> Result<Vec<Resource>, Error> {
     let kustomize = &renderer.kustomize;
+    let checkout =
+        Checkout::new(root, renderer.max_file_bytes).map_err(|reason| Error::BadPath {
+            path: String::new(),
+            reason,
+        })?;
     let mut units = Vec::new();
     let mut generated = Vec::new();
     let mut errors = Vec::new();
-    let roots: Vec<String> = if paths.is_empty() {
-        vec![String::new()]
-    } else {
-        paths.to_vec()
-    };
+    let roots = path_roots(paths);
     for path in &roots {
-        check_path(path)?;
-        let dir = root.join(path);
-        if !dir.exists() {
-            return Err(Error::BadPath {
-                path: path.clone(),
-                reason: "does not exist in this revision of the repository".into(),
-            });
-        }
+        let dir = git_path(&checkout, path)?;
         match &renderer.generation {
             Some(_) => match generate::find(root, path) {
                 Ok(Some(config)) if config.mode != generate::Mode::Scan => {
@@ -257,7 +287,7 @@ fn render_with(
                 }
             }
         }
-        collect_units(root, &dir, &mut units, &mut errors);
+        collect_units(&checkout, &dir, &mut units, &mut errors);
     }
     units.sort();
     units.dedup();
@@ -265,19 +295,19 @@ fn render_with(
     let mut resources = Vec::new();
     for unit in &units {
         match unit {
-            Unit::File(rel) => match std::fs::read_to_string(root.join(rel)) {
+            Unit::File(rel) => match checkout.read(rel) {
                 Ok(text) => {
                     yaml::parse_file(rel, &text, &mut resources, &mut errors, &mut notes.skipped)
                 }
-                Err(e) => errors.push(FileError {
+                Err(message) => errors.push(FileError {
                     at: Provenance {
                         file: rel.clone(),
                         line: 1,
                     },
-                    message: format!("cannot read: {e}"),
+                    message,
                 }),
             },
-            Unit::Kustomization(rel) => match kustomize.build(root, rel) {
+            Unit::Kustomization(rel) => match kustomize.build(&checkout, rel) {
                 Ok(built) => resources.extend(built),
                 Err(e) => errors.extend(e),
             },
@@ -285,7 +315,7 @@ fn render_with(
     }
     let generation = renderer.generation.clone().unwrap_or_default();
     for config in &generated {
-        match config.generate(root, &generation) {
+        match config.generate_in(&checkout, &generation) {
             Ok(built) => resources.extend(built),
             Err(e) => errors.extend(e),
         }
@@ -299,12 +329,37 @@ fn render_with(
     }
 }
 
+/// Checks a git-path: relative, inside the repository (also through links), present in this revision.
+fn git_path(checkout: &Checkout<'_>, path: &str) -> Result<std::path::PathBuf, Error> {
+    check_path(path)?;
+    let dir = checkout.root.join(path);
+    if !dir.exists() {
+        return Err(Error::BadPath {
+            path: path.to_owned(),
+            reason: "does not exist in this revision of the repository".into(),
+        });
+    }
+    checkout.resolve(path).map_err(|reason| Error::BadPath {
+        path: path.to_owned(),
+        reason,
+    })?;
+    Ok(dir)
+}
+
 /// Walks `dir`, collecting `*.yaml`/`*.yml` files and kustomization directories (not walked further)
-/// relative to `root`; skips `.git` and Helm chart directories. A path that is itself a file is taken
-/// whatever its name. Directory loops through links are reported, never walked twice.
-fn collect_units(root: &Path, dir: &Path, out: &mut Vec<Unit>, errors: &mut Vec<FileError>) {
+/// relative to the checkout; skips `.git` and Helm chart directories. A path that is itself a file is taken
+/// whatever its name. Links are followed only to places inside the checkout (others are reported, naming
+/// the link); directory loops through links are reported, never walked twice.
+fn collect_units(
+    checkout: &Checkout<'_>,
+    dir: &Path,
+    out: &mut Vec<Unit>,
+    errors: &mut Vec<FileError>,
+) {
+    let root = checkout.root;
     let is_chart = |p: &Path| p.join("Chart.yaml").is_file() && p.join("values.yaml").is_file();
     let mut kustomizations = Vec::new();
+    let mut refused = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name()
@@ -316,6 +371,17 @@ fn collect_units(root: &Path, dir: &Path, out: &mut Vec<Unit>, errors: &mut Vec<
             if !e.file_type().is_dir() {
                 return true;
             }
+            if e.path_is_symlink() || e.depth() == 0 {
+                if let Some(rel) = relative(root, e.path()) {
+                    if let Err(message) = checkout.resolve(&rel) {
+                        refused.push(FileError {
+                            at: Provenance { file: rel, line: 1 },
+                            message,
+                        });
+                        return false;
+                    }
+                }
+            }
             if kustomize::kustomization_file(e.path()).is_some() {
                 kustomizations.push(e.path().to_path_buf());
                 return false;
@@ -326,18 +392,20 @@ fn collect_units(root: &Path, dir: &Path, out: &mut Vec<Unit>, errors: &mut Vec<
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let at = e.path().unwrap_or(dir);
+                let file = relative(root, e.path().unwrap_or(dir)).unwrap_or_default();
+                // A link to an ancestor of the checkout is a loop to walkdir, but first it leaves the checkout.
+                let message = match checkout.resolve(&file) {
+                    Err(outside) if !outside.starts_with("cannot resolve") => outside,
+                    _ => format!("cannot list: {e}"),
+                };
                 errors.push(FileError {
-                    at: Provenance {
-                        file: relative(root, at).unwrap_or_default(),
-                        line: 1,
-                    },
-                    message: format!("cannot list: {e}"),
+                    at: Provenance { file, line: 1 },
+                    message,
                 });
                 continue;
             }
         };
-        if !entry.file_type().is_file() {
+        if entry.file_type().is_dir() {
             continue;
         }
         let name = entry.file_name().to_str().unwrap_or("");
@@ -345,11 +413,13 @@ fn collect_units(root: &Path, dir: &Path, out: &mut Vec<Unit>, errors: &mut Vec<
             continue;
         }
         if entry.depth() == 0 || name.ends_with(".yaml") || name.ends_with(".yml") {
+            // Devices, pipes and links out of the checkout are named by the read, never opened blindly.
             if let Some(rel) = relative(root, entry.path()) {
                 out.push(Unit::File(rel));
             }
         }
     }
+    errors.append(&mut refused);
     out.extend(
         kustomizations
             .iter()

@@ -139,3 +139,81 @@ fn documents_that_are_not_kubernetes_objects_are_skipped_but_half_objects_are_er
         "{err}"
     );
 }
+
+/// A file outside the checkout, holding an object that must never reach the cluster.
+fn outside() -> tempfile::TempDir {
+    tree(&[(
+        "secret.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leaked\n  namespace: default\n",
+    )])
+}
+
+#[test]
+fn links_out_of_the_checkout_are_refused_and_named() {
+    let out = outside();
+    let t = tree(&[("apps/cm.yaml", CM)]);
+    std::os::unix::fs::symlink(
+        out.path().join("secret.yaml"),
+        t.path().join("apps/leak.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(out.path(), t.path().join("apps/ext")).unwrap();
+    std::os::unix::fs::symlink("../../", t.path().join("apps/up")).unwrap();
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(!err.contains("leaked"), "read through a link: {err}");
+    for link in ["apps/leak.yaml", "apps/ext", "apps/up"] {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{link}:")))
+            .unwrap_or_else(|| panic!("{link} not named in {err}"));
+        assert!(line.contains("outside the repository"), "{line}");
+    }
+}
+
+#[test]
+fn a_git_path_that_links_out_of_the_checkout_is_refused() {
+    let out = outside();
+    let t = tree(&[("apps/cm.yaml", CM)]);
+    std::os::unix::fs::symlink(out.path(), t.path().join("elsewhere")).unwrap();
+    let err = render(t.path(), &["elsewhere".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("elsewhere") && err.contains("outside the repository"),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_regular_files_are_read_and_links_inside_the_checkout_are_followed() {
+    let t = tree(&[("apps/cm.yaml", CM)]);
+    std::os::unix::fs::symlink("/dev/zero", t.path().join("apps/zero.yaml")).unwrap();
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(err.contains("apps/zero.yaml"), "{err}");
+    std::fs::remove_file(t.path().join("apps/zero.yaml")).unwrap();
+    // A link to a directory inside the checkout is read through, once.
+    std::fs::create_dir_all(t.path().join("shared")).unwrap();
+    std::fs::write(
+        t.path().join("shared/other.yaml"),
+        CM.replace("name: a\n", "name: other\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../shared", t.path().join("apps/shared")).unwrap();
+    let out = render(t.path(), &["apps".into()]).unwrap();
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_without_reading_it_whole() {
+    let big = format!("{CM}data:\n  blob: \"{}\"\n", "x".repeat(2 << 20));
+    let t = tree(&[("apps/big.yaml", &big)]);
+    let renderer = Renderer::from_config(RenderConfig {
+        max_file_bytes: 1 << 20,
+        ..RenderConfig::default()
+    });
+    let err = renderer.render(t.path(), &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("apps/big.yaml:1") && err.contains("larger than"),
+        "{err}"
+    );
+}

@@ -157,3 +157,26 @@ fn a_build_that_hangs_is_stopped_at_its_deadline() {
     assert!(err.contains("did not finish within"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20), "not stopped");
 }
+
+#[test]
+fn a_kustomization_cannot_be_led_out_of_the_checkout_by_a_link() {
+    let outside = tree(&[(
+        "secret.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leaked\n",
+    )]);
+    let t = tree(&[("app/kustomization.yaml", "resources:\n- leak.yaml\n")]);
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.yaml"),
+        t.path().join("app/leak.yaml"),
+    )
+    .unwrap();
+    let err = renderer(None)
+        .render(t.path(), &["app".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("app/leak.yaml") && err.contains("outside the repository"),
+        "{err}"
+    );
+    assert!(!err.contains("leaked"), "{err}");
+}

@@ -335,8 +335,16 @@ impl Worktree<'_> {
 
     /// Commits every change in the worktree; `None` when there is nothing to commit.
     pub async fn commit_all(&self, message: &str) -> Result<Option<String>> {
+        self.commit_files(message, &[]).await
+    }
+
+    /// Commits the changes to `files` (repository-relative; added, changed or removed) and nothing else;
+    /// every change when `files` is empty. `None` when there is nothing to commit.
+    pub async fn commit_files(&self, message: &str, files: &[String]) -> Result<Option<String>> {
         let r = self.repo;
-        r.run_in(&self.dir, "add", &["add", "-A"], false).await?;
+        let mut add: Vec<&str> = vec!["add", "-A", "--"];
+        add.extend(files.iter().map(String::as_str));
+        r.run_in(&self.dir, "add", &add, false).await?;
         let clean = r
             .run_in(&self.dir, "diff", &["diff", "--cached", "--quiet"], true)
             .await?

@@ -51,7 +51,8 @@ impl Target {
         self
     }
 
-    fn matches(&self, doc: &Value) -> bool {
+    /// Whether document `doc` is the target.
+    pub fn matches(&self, doc: &Value) -> bool {
         let str_at = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str);
         let namespace = str_at("/metadata/namespace")
             .filter(|ns| !ns.is_empty())

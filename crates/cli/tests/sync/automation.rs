@@ -35,7 +35,8 @@ impl Env {
             .block_on(self.reg.pusher().push(path, tag, &TestImage::new(created)));
     }
 
-    pub(crate) fn flags(&self) -> Vec<String> {
+    /// The source flags: the repository over SSH with the read-write key.
+    pub(crate) fn git_flags(&self) -> Vec<String> {
         vec![
             "--git-url".into(),
             self.ssh.url(&self.w.repo),
@@ -43,9 +44,13 @@ impl Env {
             self.ssh.rw_key.display().to_string(),
             "--git-known-hosts".into(),
             self.ssh.known_hosts.display().to_string(),
-            "--registry-insecure-host".into(),
-            self.reg.host.clone(),
         ]
+    }
+
+    pub(crate) fn flags(&self) -> Vec<String> {
+        let mut flags = self.git_flags();
+        flags.extend(["--registry-insecure-host".into(), self.reg.host.clone()]);
+        flags
     }
 
     pub(crate) fn run(&self, command: &[&str], extra: &[&str]) -> Run {

@@ -51,9 +51,9 @@ impl Env {
 
     /// `tether <command>` with the git flags only (no registry), plus `extra`.
     fn git_command(&self, command: &[&str], extra: &[&str]) -> crate::support::Run {
-        let flags = self.flags();
+        let flags = self.git_flags();
         let mut args: Vec<&str> = command.to_vec();
-        args.extend(flags.iter().take(6).map(String::as_str));
+        args.extend(flags.iter().map(String::as_str));
         args.extend_from_slice(extra);
         self.w.tether(&args)
     }

@@ -240,3 +240,43 @@ fn an_updater_missing_for_a_change_is_an_error() {
         .unwrap_err();
     assert!(e.contains("no updater sets images"), "{e}");
 }
+
+#[test]
+fn commands_see_no_agent_environment_and_no_git_directory() {
+    let t = tree(&[
+        (
+            "app/.flux.yaml",
+            "version: 1\ncommandUpdated:\n  generators:\n  - command: env | cut -d= -f1 | sort | tr '\\n' ' ' >&2; ls -a .. >&2; exit 1\n",
+        ),
+        (".git/config", "[core]\n"),
+    ]);
+    let config = find(t.path(), "app").unwrap().unwrap();
+    let e = config
+        .generate(t.path(), &GenerationConfig::default())
+        .unwrap_err();
+    let stderr = e[0].message.clone();
+    let names: Vec<&str> = stderr
+        .split(": ")
+        .last()
+        .unwrap_or_default()
+        .split([' ', '|'])
+        .filter(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !w.is_empty())
+        .collect();
+    for name in &names {
+        assert!(
+            [
+                "PATH",
+                "HOME",
+                "GIT_TERMINAL_PROMPT",
+                "PWD",
+                "SHLVL",
+                "OLDPWD",
+                "_"
+            ]
+            .contains(name),
+            "{name} reached the command: {stderr}"
+        );
+    }
+    assert!(names.contains(&"PATH"), "{stderr}");
+    assert!(!stderr.contains(".git"), "the command saw .git: {stderr}");
+}
