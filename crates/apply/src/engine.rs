@@ -177,6 +177,7 @@ impl Engine {
             .validate(
                 &entries,
                 first.iter().chain(&now).copied(),
+                &server,
                 opts.concurrency,
                 &mut outcomes,
             )
@@ -189,7 +190,7 @@ impl Engine {
             first.iter().copied().filter(|i| writes.contains(i)),
         ) {
             let failures = self
-                .apply_wave(&entries, &wave, opts.concurrency, &mut outcomes)
+                .apply_wave(&entries, &wave, &server, opts.concurrency, &mut outcomes)
                 .await;
             created_first.extend(
                 wave.iter()
@@ -219,6 +220,7 @@ impl Engine {
                 .validate(
                     &entries,
                     deferred.iter().copied(),
+                    &server,
                     opts.concurrency,
                     &mut outcomes,
                 )
@@ -239,7 +241,7 @@ impl Engine {
             .filter(|i| writes.contains(i));
         for wave in waves(&entries, rest) {
             let failures = self
-                .apply_wave(&entries, &wave, opts.concurrency, &mut outcomes)
+                .apply_wave(&entries, &wave, &server, opts.concurrency, &mut outcomes)
                 .await;
             if !failures.is_empty() {
                 self.rollback(&created_first).await;
@@ -311,6 +313,7 @@ impl Engine {
         self.validate(
             &entries,
             which.iter().copied(),
+            &server,
             opts.concurrency,
             &mut outcomes,
         )
@@ -497,6 +500,7 @@ impl Engine {
         &self,
         entries: &[Entry],
         which: impl Iterator<Item = usize>,
+        server: &Kinds,
         concurrency: usize,
         outcomes: &mut HashMap<ObjectId, Outcome>,
     ) -> Result<BTreeSet<usize>, Error> {
@@ -505,7 +509,7 @@ impl Engine {
         let results: Vec<(usize, Result<bool, kube::Error>)> = stream::iter(which)
             .map(|i| async move {
                 let e = &entries[i];
-                let res = self.patch(&e.desired, true).await.map(|result| {
+                let res = self.patch(&e.desired, true, server).await.map(|result| {
                     e.action != Action::Verify || {
                         let live = e.live.clone().map(strip_volatile);
                         serde_json::to_value(result).ok().map(strip_volatile) != live
@@ -552,11 +556,19 @@ impl Engine {
         &self,
         entries: &[Entry],
         wave: &[usize],
+        server: &Kinds,
         concurrency: usize,
         outcomes: &mut HashMap<ObjectId, Outcome>,
     ) -> Vec<ObjectFailure> {
         let results: Vec<(usize, Result<(), kube::Error>)> = stream::iter(wave.iter().copied())
-            .map(|i| async move { (i, self.patch(&entries[i].desired, false).await.map(drop)) })
+            .map(|i| async move {
+                (
+                    i,
+                    self.patch(&entries[i].desired, false, server)
+                        .await
+                        .map(drop),
+                )
+            })
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
@@ -590,14 +602,21 @@ impl Engine {
     }
 
     /// Server-side apply (or its dry-run) of one object, forcing conflicts as the owner of Git's fields.
-    async fn patch(&self, d: &Desired, dry_run: bool) -> Result<DynamicObject, kube::Error> {
+    /// `server` is what the server served before this sync: only a kind it did not serve (a CRD this sync
+    /// created) may answer 404 for a while; any other 404 is final.
+    async fn patch(
+        &self,
+        d: &Desired,
+        dry_run: bool,
+        server: &Kinds,
+    ) -> Result<DynamicObject, kube::Error> {
         let api = self.api(&d.kind, d.id.namespace.as_deref());
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         params.dry_run = dry_run;
         // A custom resource whose CRD was created a moment ago can 404 until the server has wired it up.
-        let not_served_yet = |e: &kube::Error| {
-            matches!(e, kube::Error::Api(s) if s.code == 404) && !d.kind.is_namespace()
-        };
+        let new_kind = !server.contains(&d.kind);
+        let not_served_yet =
+            |e: &kube::Error| new_kind && matches!(e, kube::Error::Api(s) if s.code == 404);
         let body = Patch::Apply(&d.body);
         let send = || api.patch(&d.id.name, &params, &body);
         send.retry(

@@ -246,3 +246,36 @@ fn ignored_objects_are_not_applied_whether_marked_in_git_or_live() {
         "hand"
     );
 }
+
+#[test]
+fn an_object_in_a_misspelled_namespace_fails_at_the_first_answer() {
+    let w = World::new("nsmiss");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &crate::support::namespace(&n)),
+        (
+            "cm.yaml",
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: {n}-typo\n"
+            ),
+        ),
+    ]);
+    w.repo.commit("a typo in a namespace");
+    let audit = w.cluster.audit();
+    let err = w.once_file(&[]).failed();
+    assert!(
+        err.contains("cm.yaml:1") && err.contains("not found"),
+        "{err}"
+    );
+    // One dry-run: a 404 for a namespace that exists nowhere is a definite answer, not a race to wait out.
+    let tries: Vec<_> = audit
+        .events()
+        .into_iter()
+        .filter(|e| e.resource == "configmaps" && e.namespace == format!("{n}-typo"))
+        .collect();
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert!(
+        w.get(&["namespace", &n]).is_none(),
+        "a rejected commit was partly applied"
+    );
+}

@@ -221,3 +221,50 @@ fn a_removed_api_version_names_its_release_and_replacement() {
         lines[1]
     );
 }
+
+#[test]
+fn names_and_namespaces_that_would_break_a_request_url_are_refused_before_any_request() {
+    for bad in [
+        "a?dryRun=All&x=",
+        "a/b",
+        "..",
+        "a%2F",
+        "with space",
+        "a#frag",
+        "",
+    ] {
+        let err = prepare(
+            vec![res("cm.yaml", cm(bad, Some("demo")))],
+            resolve,
+            "fallback",
+            &NamespaceFilter::default(),
+            "tether",
+        )
+        .unwrap_err();
+        assert_eq!(err.len(), 1, "{bad}");
+        assert!(
+            err[0].message.contains("metadata.name"),
+            "{bad}: {}",
+            err[0]
+        );
+    }
+    let err = prepare(
+        vec![res("cm.yaml", cm("ok", Some("Demo_NS")))],
+        resolve,
+        "fallback",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap_err();
+    assert!(err[0].message.contains("metadata.namespace"), "{}", err[0]);
+    // RBAC names may hold colons.
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:tether:view"}});
+    assert!(prepare(
+        vec![res("r.yaml", role)],
+        resolve,
+        "fallback",
+        &NamespaceFilter::default(),
+        "tether"
+    )
+    .is_ok());
+}
