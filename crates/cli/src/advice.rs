@@ -17,7 +17,24 @@ pub fn advice(err: &(dyn StdError + 'static)) -> Option<String> {
         }
         layer = e.source();
     }
-    None
+    let kube = chain(err).any(|e| e.downcast_ref::<kube::Error>().is_some());
+    let timed_out = chain(err).any(|e| {
+        e.downcast_ref::<tokio::time::error::Elapsed>().is_some()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    (kube && timed_out).then(|| {
+        "the Kubernetes API server did not answer within --k8s-timeout: check that it is up and reachable \
+         from here, or raise --k8s-timeout"
+            .to_owned()
+    })
+}
+
+/// `err` and every error under it.
+fn chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| (*e).source())
 }
 
 fn advice_for(e: &(dyn StdError + 'static)) -> Option<&'static str> {
@@ -26,6 +43,10 @@ fn advice_for(e: &(dyn StdError + 'static)) -> Option<&'static str> {
         return match e {
             SyncError::Source(e) => source(e),
             SyncError::Render(e) => render(e),
+            SyncError::Timeout(_) => Some(
+                "raise --sync-timeout if syncs of this repository are this slow, or find what stalls (the \
+                 API server, a generator, kustomize)",
+            ),
             SyncError::Apply(tether_apply::Error::Invalid(errors))
                 if errors.iter().any(|e| e.removed) =>
             {

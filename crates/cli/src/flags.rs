@@ -185,6 +185,12 @@ pub struct DaemonArgs {
     /// Writes in flight at once while applying.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
+    /// Limit for each request to the Kubernetes API.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub k8s_timeout: Duration,
+    /// Limit for one whole sync; a sync over it fails (the marker stays) and is retried with backoff.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sync_timeout: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "fmt")]
     pub log_format: LogFormatArg,
@@ -235,6 +241,8 @@ impl DaemonArgs {
         for (flag, d) in [
             ("--git-poll-interval", self.git_poll_interval),
             ("--sync-interval", self.sync_interval),
+            ("--k8s-timeout", self.k8s_timeout),
+            ("--sync-timeout", self.sync_timeout),
         ] {
             if d.is_zero() {
                 return Err(err(format!("{flag} must be greater than zero")));
@@ -280,6 +288,8 @@ impl DaemonArgs {
             gc_allow_empty: self.sync_garbage_collection_allow_empty,
             cache_dir: source.cache_dir,
             concurrency: self.apply_concurrency,
+            k8s_timeout: self.k8s_timeout,
+            sync_timeout: self.sync_timeout,
             log_format: self.log_format.into(),
             automation,
             listen_metrics: self.listen_metrics,

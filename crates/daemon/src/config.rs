@@ -68,6 +68,10 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Apply parallelism.
     pub concurrency: usize,
+    /// Limit for one request to the Kubernetes API (connect, send, and wait for the answer).
+    pub k8s_timeout: Duration,
+    /// Limit for one whole sync (fetch, render, apply, record); a sync over it fails and the marker stays.
+    pub sync_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Image automation, unless read-only or disabled.

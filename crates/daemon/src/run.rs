@@ -30,7 +30,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let automation = cfg.automation.clone();
     let explain = cfg.explain;
     let readonly = cfg.readonly;
-    let admin = Arc::new(AdminState::default());
+    // The loop must come round at least this often; /healthz fails when it has not (a stuck agent is
+    // restarted by its liveness probe instead of sitting there looking healthy).
+    let stuck_after = cfg.sync_timeout + poll + Duration::from_secs(60);
+    let admin = Arc::new(AdminState::new(stuck_after));
     crate::admin::serve(cfg.listen_metrics, admin.clone()).await?;
     let mut syncer = Syncer::new(cfg).await?;
     let pushed = Arc::new(Notify::new());
@@ -58,6 +61,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
+        admin.alive();
         let wake = next_poll.min(next_full);
         tokio::select! {
             _ = &mut shutdown => {
@@ -74,7 +78,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let now = Instant::now();
         let started = std::time::Instant::now();
         let due_full = now >= next_full;
-        let result: Result<Option<SyncSummary>, SyncError> = async {
+        let work = async {
             if !due_full {
                 let head = syncer.fetch().await?;
                 if last_applied.as_deref() == Some(head.as_str()) {
@@ -83,8 +87,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 info!(component = "daemon", revision = %head, "new commit");
             }
             syncer.sync().await.map(Some)
-        }
-        .await;
+        };
+        // A signal ends a sync in progress at once: the marker moves only after a complete sync, so the
+        // next start applies the commit again.
+        let result: Result<Option<SyncSummary>, SyncError> = tokio::select! {
+            r = work => r,
+            _ = &mut shutdown => {
+                info!(component = "daemon", "shutting down during a sync; the sync marker did not move");
+                return Ok(());
+            }
+        };
         match result {
             Ok(Some(summary)) => {
                 admin.metrics.sync_succeeded(

@@ -36,6 +36,9 @@ pub enum SyncError {
     /// The sync was applied but the inventory could not be read or written.
     #[error(transparent)]
     Inventory(#[from] tether_record::InventoryError),
+    /// The sync did not finish in time and was stopped; what it applied before stays, the marker did not move.
+    #[error("the sync did not finish within {0:?} and was stopped; the sync marker did not move")]
+    Timeout(std::time::Duration),
 }
 
 impl From<SnapshotError> for SyncError {
@@ -56,6 +59,7 @@ impl SyncError {
             SyncError::Apply(e) => e.label(),
             SyncError::Record(_) => "record",
             SyncError::Inventory(_) => "inventory",
+            SyncError::Timeout(_) => "timeout",
         }
     }
 }
@@ -122,14 +126,27 @@ pub struct Syncer {
     write_checked: bool,
 }
 
+/// A Kubernetes client from KUBECONFIG or the in-cluster config in which every request has a deadline: a
+/// stalled API server fails a request, it does not hang the agent.
+pub async fn client(timeout: std::time::Duration) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot build a Kubernetes client from KUBECONFIG or the in-cluster config: {e}"
+        )
+    })?;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    // Count the wait from the request, not from when a pooled connection went idle.
+    config.reset_reader_on_write = true;
+    kube::Client::try_from(config)
+        .map_err(|e| anyhow::anyhow!("cannot build a Kubernetes client: {e}"))
+}
+
 impl Syncer {
     /// Connects to the cluster and opens the local clone. Nothing is fetched or applied yet.
     pub async fn new(cfg: Config) -> anyhow::Result<Syncer> {
-        let client = kube::Client::try_default().await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot build a Kubernetes client from KUBECONFIG or the in-cluster config: {e}"
-            )
-        })?;
+        let client = client(cfg.k8s_timeout).await?;
         let default_namespace = cfg
             .default_namespace
             .clone()
@@ -199,6 +216,14 @@ impl Syncer {
 
     /// Fetches, then applies the branch head and moves the marker.
     pub async fn sync(&mut self) -> Result<SyncSummary, SyncError> {
+        let limit = self.cfg.sync_timeout;
+        match tokio::time::timeout(limit, self.sync_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => Err(SyncError::Timeout(limit)),
+        }
+    }
+
+    async fn sync_unbounded(&mut self) -> Result<SyncSummary, SyncError> {
         let started = Instant::now();
         let revision = self.fetch().await?;
         let span = info_span!("sync", repo = %self.cfg.git.url, revision = short(&revision));

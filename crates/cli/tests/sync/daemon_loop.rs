@@ -81,3 +81,141 @@ fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// An "API server" that accepts connections and never answers: what a SIGSTOPped or wedged server looks
+/// like to a client. Returns a kubeconfig pointing at it; the listener lives as long as the returned guard.
+fn stalled_api_server(dir: &std::path::Path) -> (std::path::PathBuf, std::net::TcpListener) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in held.incoming().flatten() {
+            open.push(conn); // held open, never read from or written to
+        }
+    });
+    let kubeconfig = dir.join("stalled.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: s\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: not-a-secret\ncontexts:\n- name: c\n  context: {{cluster: s, user: u, namespace: default}}\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    (kubeconfig, listener)
+}
+
+/// Waits for `child` to exit within `limit`; kills it and fails otherwise. Returns its exit status.
+fn exits_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_stalled_api_server_fails_a_sync_instead_of_hanging_and_sigterm_ends_one_at_once() {
+    let w = World::new("stall");
+    w.repo
+        .write(&[("ns.yaml", &crate::support::namespace(&w.n))]);
+    w.repo.commit("one namespace");
+    let url = w.repo.file_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, _server) = stalled_api_server(dir.path());
+
+    // --once: every request has a deadline, so the sync fails and says why.
+    let mut once = w
+        .command(&["daemon", "--once", "--git-url", &url, "--k8s-timeout", "2s"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exits_within(&mut once, Duration::from_secs(90), "tether daemon --once");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut once.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("did not answer within --k8s-timeout"), "{err}");
+
+    // The whole sync has a deadline too, even when each request would wait long.
+    let mut bounded = w
+        .command(&[
+            "daemon",
+            "--once",
+            "--git-url",
+            &url,
+            "--k8s-timeout",
+            "10m",
+            "--sync-timeout",
+            "3s",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exits_within(
+        &mut bounded,
+        Duration::from_secs(90),
+        "tether daemon --once --sync-timeout",
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bounded.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        !status.success() && err.contains("did not finish within 3s"),
+        "{err}"
+    );
+    assert!(err.contains("--sync-timeout"), "no advice in {err}");
+
+    // The loop, in a sync that waits on the server: SIGTERM ends it without waiting for the sync.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = w
+        .command(&[
+            "daemon",
+            "--git-url",
+            &url,
+            "--k8s-timeout",
+            "10m",
+            "--sync-timeout",
+            "10m",
+            "--listen-metrics",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon exited early"
+    );
+    tether_testenv::run(
+        std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]),
+    );
+    let status = exits_within(
+        &mut daemon,
+        Duration::from_secs(20),
+        "tether daemon after SIGTERM",
+    );
+    assert!(status.success(), "{status}");
+    assert!(
+        w.repo.rev_parse("refs/tags/tether-sync^{commit}").is_none(),
+        "the marker moved for a sync that never finished"
+    );
+}
