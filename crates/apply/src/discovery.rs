@@ -19,6 +19,8 @@ pub struct Kinds {
     by_gvk: HashMap<(String, String, String), Kind>,
     /// Namespaced kinds that can be listed, one version per kind (to find what a Namespace still holds).
     listable: BTreeMap<(String, String), Kind>,
+    /// Cluster-scoped kinds that can be listed, one version per kind.
+    cluster_listable: BTreeMap<(String, String), Kind>,
     /// Group versions whose discovery failed, with the reason, for error messages.
     pub unavailable: Vec<(String, String)>,
 }
@@ -179,10 +181,14 @@ impl Kinds {
             plural: s.plural,
             namespaced: s.namespaced,
         };
-        if kind.namespaced && s.listable {
+        if s.listable {
             // Both paths list a group's versions in order of preference: the first one listed stays.
-            self.listable
-                .entry((kind.group.clone(), kind.kind.clone()))
+            let map = if kind.namespaced {
+                &mut self.listable
+            } else {
+                &mut self.cluster_listable
+            };
+            map.entry((kind.group.clone(), kind.kind.clone()))
                 .or_insert_with(|| kind.clone());
         }
         self.insert(kind);
@@ -211,6 +217,11 @@ impl Kinds {
     /// Every namespaced kind that can be listed, once each.
     pub fn namespaced_listable(&self) -> impl Iterator<Item = &Kind> {
         self.listable.values()
+    }
+
+    /// Every cluster-scoped kind that can be listed, once each.
+    pub fn cluster_listable(&self) -> impl Iterator<Item = &Kind> {
+        self.cluster_listable.values()
     }
 
     /// True when the server itself serves this kind (not only a CRD in the commit).

@@ -89,6 +89,27 @@ impl Report {
     }
 }
 
+/// A commit resolved against the server and ready to apply ([`Engine::plan`]).
+#[derive(Debug)]
+pub struct Planned {
+    server: Kinds,
+    prepared: tether_plan::Prepared,
+}
+
+impl Planned {
+    /// Every object the commit will apply (not the skipped ones), as the inventory records them.
+    pub fn refs(&self) -> Vec<ObjectRef> {
+        self.prepared
+            .desired
+            .iter()
+            .map(|d| ObjectRef {
+                id: d.id.clone(),
+                kind: d.kind.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Applies commits to one cluster; keeps the discovery cache between syncs.
 pub struct Engine {
     client: kube::Client,
@@ -120,7 +141,27 @@ impl Engine {
         resources: Vec<Resource>,
         opts: &SyncOptions,
     ) -> Result<Report, Error> {
+        let planned = self.plan(resources, opts).await?;
+        self.apply(planned, opts).await
+    }
+
+    /// Resolves a commit's objects against the server (kinds, namespaces, ownership marks) without sending
+    /// a write: what [`Engine::apply`] will write, known before its first write.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`]: the commit cannot be applied as it is; discovery failing.
+    pub async fn plan(
+        &self,
+        resources: Vec<Resource>,
+        opts: &SyncOptions,
+    ) -> Result<Planned, Error> {
         let (server, prepared) = self.prepare(resources, opts).await?;
+        Ok(Planned { server, prepared })
+    }
+
+    /// Applies a planned commit: validates every write, then writes in stages; see [`Engine::sync`].
+    pub async fn apply(&self, planned: Planned, opts: &SyncOptions) -> Result<Report, Error> {
+        let Planned { server, prepared } = planned;
         let mut live = self.snapshot(&prepared.desired, &server, opts).await?;
 
         let mut report = Report::default();

@@ -12,6 +12,6 @@ mod error;
 mod prune;
 
 pub use discovery::Kinds;
-pub use engine::{Engine, Outcome, Report, SyncOptions};
+pub use engine::{Engine, Outcome, Planned, Report, SyncOptions};
 pub use error::{Error, ObjectFailure};
 pub use prune::PruneReport;

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use futures::{stream, StreamExt};
 use kube::api::DeleteParams;
 use serde_json::Value;
-use tether_core::{ObjectId, ObjectRef};
+use tether_core::{Kind, ObjectId, ObjectRef};
 use tether_plan::gc::{blocks_namespace_deletion, judge, Prune};
-use tracing::{info, warn};
+use tether_plan::SYNC_LABEL;
+use tracing::{debug, info, warn};
 
 use crate::discovery::Kinds;
 use crate::engine::{list_key, Engine};
@@ -37,6 +38,72 @@ impl PruneReport {
 }
 
 impl Engine {
+    /// Every object in the cluster that carries sync `sync_name`'s label, whatever the inventory says: what a
+    /// sync that died before recording its inventory (killed, timed out, failed after its first write) may
+    /// have left. Lists each listable kind by label (in `namespaces` only, when restricted; cluster-scoped
+    /// kinds only when not), metadata only. A kind that cannot be listed is skipped and named in the log.
+    pub async fn owned(
+        &self,
+        sync_name: &str,
+        namespaces: &tether_plan::NamespaceFilter,
+    ) -> Result<Vec<ObjectRef>, Error> {
+        let kinds = Kinds::discover(self.client()).await?;
+        let mut lists: Vec<(Kind, Option<String>)> = Vec::new();
+        for k in kinds.namespaced_listable() {
+            if namespaces.0.is_empty() {
+                lists.push((k.clone(), None));
+            } else {
+                lists.extend(namespaces.0.iter().map(|ns| (k.clone(), Some(ns.clone()))));
+            }
+        }
+        if namespaces.0.is_empty() {
+            lists.extend(kinds.cluster_listable().map(|k| (k.clone(), None)));
+        }
+        let params = kube::api::ListParams::default()
+            .labels(&format!("{SYNC_LABEL}={sync_name}"))
+            .limit(500);
+        let params = &params;
+        let found: Vec<Vec<ObjectRef>> = stream::iter(lists)
+            .map(|(kind, ns)| async move {
+                let api = self.api(&kind, ns.as_deref());
+                let mut out = Vec::new();
+                let mut page = params.clone();
+                loop {
+                    let list = match api.list_metadata(&page).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            debug!(component = "gc", kind = %kind.plural, error = %e,
+                                "cannot list this kind when looking for objects this sync owns");
+                            return out;
+                        }
+                    };
+                    let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    out.extend(list.items.into_iter().filter_map(|o| {
+                        Some(ObjectRef {
+                            id: ObjectId {
+                                namespace: o.metadata.namespace.clone(),
+                                group: kind.group.clone(),
+                                kind: kind.kind.clone(),
+                                name: o.metadata.name.clone()?,
+                            },
+                            kind: kind.clone(),
+                        })
+                    }));
+                    match next {
+                        Some(token) => page = params.clone().continue_token(&token),
+                        None => return out,
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut out: Vec<ObjectRef> = found.into_iter().flatten().collect();
+        out.sort();
+        out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+
     /// Deletes the `candidates` (in the order given: reverse apply order) that are still live and carry this
     /// sync's ownership mark. `keep` is everything the current commit renders: a Namespace that still holds
     /// such objects, or objects tether does not own, is kept and reported.

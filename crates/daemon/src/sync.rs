@@ -1,6 +1,7 @@
 //! One sync: fetch → check out → render → apply → record. Each stage is a library call; this file only
 //! composes them and decides what is worth retrying.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use tether_source::Repo;
 use tokio::sync::Mutex;
 
 use tether_apply::PruneReport;
+use tether_core::{ObjectId, ObjectRef};
 use tether_plan::gc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -252,9 +254,16 @@ impl Syncer {
         )
         .await?;
         stages.mark("checkout_render");
-        let report = self.engine.sync(snapshot.resources, &self.opts).await?;
+        let planned = self.engine.plan(snapshot.resources, &self.opts).await?;
+        let client = self.engine.client();
+        let previous = self.inventory.load(client).await?;
+        // Intent first: if this sync dies after its first write, the next one still knows what it wrote.
+        let intent = planned.refs();
+        self.inventory.mark_pending(client, &intent).await?;
+        stages.mark("plan");
+        let report = self.engine.apply(planned, &self.opts).await?;
         stages.mark("apply");
-        let gc = self.collect_garbage(&report).await?;
+        let gc = self.collect_garbage(&report, previous, &intent).await?;
         stages.mark("gc");
         self.marker
             .write(&revision, &*self.repo.lock().await, self.engine.client())
@@ -289,18 +298,46 @@ impl Syncer {
 }
 
 impl Syncer {
-    /// Runs garbage collection (if enabled) against the previous inventory and stores the new one. Only
-    /// called after a fully successful apply, so a failed render, apply or fetch never deletes anything.
+    /// Runs garbage collection (if enabled) against everything this sync name may have applied — the
+    /// previous inventory, pending entries a sync that died left, and, when the inventory is missing or a
+    /// sync died, every object in the cluster carrying this sync's label — and stores the new inventory.
+    /// (Intent is recorded before any write, so a complete inventory without pending entries is exact.) Only called
+    /// after a fully successful apply, so a failed render, apply or fetch never deletes anything.
     async fn collect_garbage(
         &self,
         report: &tether_apply::Report,
+        previous: Option<tether_record::Stored>,
+        intent: &[ObjectRef],
     ) -> Result<PruneReport, SyncError> {
+        let suspect = previous.as_ref().is_none_or(|p| !p.pending.is_empty());
+        let mut prev = previous.map(|p| p.all()).unwrap_or_default();
+        if self.cfg.gc != gc::Mode::Off && suspect {
+            let known: BTreeSet<ObjectId> = prev.iter().map(|r| r.id.clone()).collect();
+            let found = self
+                .engine
+                .owned(&self.cfg.sync_name, &self.cfg.namespaces)
+                .await?;
+            let strays: Vec<ObjectRef> = found
+                .into_iter()
+                .filter(|r| !known.contains(&r.id))
+                .collect();
+            if !strays.is_empty() {
+                info!(component = "gc", count = strays.len(),
+                    "found objects carrying this sync's label that no inventory lists (left by a sync that died); \
+                     collecting them like the rest");
+            }
+            prev.extend(strays);
+        }
+        let accounted: BTreeSet<ObjectId> =
+            prev.iter().chain(intent).map(|r| r.id.clone()).collect();
         let client = self.engine.client();
-        let previous = self.inventory.load(client).await?;
-        let prev = previous.as_deref().unwrap_or_default();
         let rendered = report.rendered();
-        let (gc, retained) = match gc::decide(prev, &rendered, self.cfg.gc, self.cfg.gc_allow_empty)
-        {
+        let (gc, retained) = match gc::decide(
+            &prev,
+            &rendered,
+            self.cfg.gc,
+            self.cfg.gc_allow_empty,
+        ) {
             gc::Decision::Keep {
                 candidates,
                 held_back,
@@ -330,10 +367,8 @@ impl Syncer {
                 (gc, retained)
             }
         };
-        let next = gc::next_inventory(&report.applied, retained, prev, &rendered);
-        self.inventory
-            .store(client, &next, previous.as_deref())
-            .await?;
+        let next = gc::next_inventory(&report.applied, retained, &prev, &rendered);
+        self.inventory.store(client, &next, &accounted).await?;
         Ok(gc)
     }
 }

@@ -1,12 +1,42 @@
 //! The inventory: what the last successful sync applied, kept in a ConfigMap in tether's namespace, so
 //! garbage collection knows exactly what it may consider without listing every kind in the cluster.
+//!
+//! A sync records what it is about to write (`pending`) before its first write, and the final set after
+//! collection: a sync that dies in between (killed, timed out, failed mid-apply) leaves its intent behind,
+//! and the next sync collects from objects and pending alike. Every write is conditional on the version it
+//! read, and entries another run added meanwhile are kept, so two runs of one sync name lose nothing.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
+use std::collections::BTreeSet;
 use tether_core::id::split_api_version;
+
 use tether_core::{Kind, ObjectId, ObjectRef, FIELD_MANAGER};
 
 const KEY: &str = "objects";
+const PENDING: &str = "pending";
+/// How often a write is retried after another run changed the inventory in between.
+const CONFLICT_RETRIES: usize = 5;
+
+/// What the inventory holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// What the last successful sync left applied.
+    pub objects: Vec<ObjectRef>,
+    /// What a sync was about to write and did not finish recording (empty after a complete sync).
+    pub pending: Vec<ObjectRef>,
+    resource_version: Option<String>,
+}
+
+impl Stored {
+    /// Objects and pending entries together: everything a sync of this name may have applied.
+    pub fn all(&self) -> Vec<ObjectRef> {
+        let mut all: Vec<ObjectRef> = self.objects.iter().chain(&self.pending).cloned().collect();
+        all.sort();
+        all.dedup_by(|a, b| a.id == b.id);
+        all
+    }
+}
 const HEADER: &str = "# tether inventory v1: apiVersion kind plural namespace|- name";
 
 /// Where a sync's inventory lives.
@@ -57,64 +87,134 @@ impl Inventory {
         }
     }
 
-    /// The stored inventory; `None` before the first successful sync.
-    pub async fn load(
-        &self,
-        client: &kube::Client,
-    ) -> Result<Option<Vec<ObjectRef>>, InventoryError> {
+    /// The stored inventory; `None` before the first sync that wrote anything.
+    pub async fn load(&self, client: &kube::Client) -> Result<Option<Stored>, InventoryError> {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
-        let cm = api
+        let Some(cm) = api
             .get_opt(&self.name)
             .await
-            .map_err(|source| self.api_error("read", source))?;
-        let Some(text) = cm.and_then(|c| c.data).and_then(|mut d| d.remove(KEY)) else {
+            .map_err(|source| self.api_error("read", source))?
+        else {
             return Ok(None);
         };
-        parse(&text)
-            .map(Some)
-            .map_err(|line| InventoryError::Malformed {
-                namespace: self.namespace.clone(),
-                name: self.name.clone(),
-                line,
-            })
+        let resource_version = cm.metadata.resource_version.clone();
+        let mut data = cm.data.unwrap_or_default();
+        let malformed = |line| InventoryError::Malformed {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            line,
+        };
+        let mut read = |key: &str| -> Result<Vec<ObjectRef>, usize> {
+            data.remove(key).map_or(Ok(Vec::new()), |text| parse(&text))
+        };
+        let objects = read(KEY).map_err(malformed)?;
+        let pending = read(PENDING).map_err(malformed)?;
+        Ok(Some(Stored {
+            objects,
+            pending,
+            resource_version,
+        }))
     }
 
-    /// Stores `refs` unless they equal `previous`; returns whether a write was sent.
+    /// Records that a sync is about to write `intent`, before its first write. Sends nothing when the
+    /// inventory already holds all of it (a resync of an unchanged repository writes nothing).
+    pub async fn mark_pending(
+        &self,
+        client: &kube::Client,
+        intent: &[ObjectRef],
+    ) -> Result<bool, InventoryError> {
+        self.update(client, |current| {
+            let known: BTreeSet<&ObjectId> = current
+                .objects
+                .iter()
+                .chain(&current.pending)
+                .map(|r| &r.id)
+                .collect();
+            let new: Vec<ObjectRef> = intent
+                .iter()
+                .filter(|r| !known.contains(&r.id))
+                .cloned()
+                .collect();
+            if new.is_empty() {
+                return None;
+            }
+            let mut pending = current.pending.clone();
+            pending.extend(new);
+            Some((current.objects.clone(), pending))
+        })
+        .await
+    }
+
+    /// Stores `refs` as the inventory after a complete sync and clears the pending entries the sync
+    /// `accounted` for (what it read at its start and what it marked pending); entries another run added
+    /// meanwhile stay pending, to be judged by the next sync. Returns whether a write was sent.
     pub async fn store(
         &self,
         client: &kube::Client,
         refs: &[ObjectRef],
-        previous: Option<&[ObjectRef]>,
+        accounted: &BTreeSet<ObjectId>,
     ) -> Result<bool, InventoryError> {
-        let mut refs = refs.to_vec();
-        refs.sort();
-        refs.dedup_by(|a, b| a.id == b.id);
-        if let Some(prev) = previous {
-            let mut prev = prev.to_vec();
-            prev.sort();
-            if prev == refs {
+        self.update(client, |current| {
+            let mut objects = refs.to_vec();
+            objects.sort();
+            objects.dedup_by(|a, b| a.id == b.id);
+            let ours: BTreeSet<&ObjectId> = objects.iter().map(|r| &r.id).collect();
+            let pending: Vec<ObjectRef> = current
+                .all()
+                .into_iter()
+                .filter(|r| !accounted.contains(&r.id) && !ours.contains(&r.id))
+                .collect();
+            let mut now = current.objects.clone();
+            now.sort();
+            (now != objects || current.pending != pending).then_some((objects, pending))
+        })
+        .await
+    }
+
+    /// Reads the inventory, asks `change` for the new objects and pending entries (`None`: no change), and
+    /// writes them on condition that nobody wrote in between; reads again and retries when somebody did.
+    async fn update(
+        &self,
+        client: &kube::Client,
+        mut change: impl FnMut(&Stored) -> Option<(Vec<ObjectRef>, Vec<ObjectRef>)>,
+    ) -> Result<bool, InventoryError> {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+        let mut attempt = 0;
+        loop {
+            let current = self.load(client).await?.unwrap_or_default();
+            let Some((objects, pending)) = change(&current) else {
                 return Ok(false);
-            }
-        }
-        let body = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
+            };
+            let mut metadata = serde_json::json!({
                 "name": self.name,
                 "namespace": self.namespace,
                 "labels": {"tether.dev/inventory": self.sync_name},
-            },
-            "data": {KEY: render(&refs)},
-        });
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
-        api.patch(
-            &self.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|source| self.api_error("write", source))?;
-        Ok(true)
+            });
+            if let Some(rv) = &current.resource_version {
+                // A precondition: the write fails with 409 if another run wrote since this read.
+                metadata["resourceVersion"] = rv.clone().into();
+            }
+            let body = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": metadata,
+                "data": {KEY: render(&objects), PENDING: render(&pending)},
+            });
+            match api
+                .patch(
+                    &self.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                }
+                Err(source) => return Err(self.api_error("write", source)),
+            }
+        }
     }
 
     fn api_error(&self, op: &'static str, source: kube::Error) -> InventoryError {

@@ -268,3 +268,172 @@ fn sync_only_in_git_and_ignore_on_the_live_object_exempt_from_collection() {
     assert!(w.get(&["-n", &n, "configmap/sync-only"]).is_some());
     assert!(w.get(&["-n", &n, "configmap/live-ignored"]).is_some());
 }
+
+/// A custom resource definition of this test's own group, and a custom resource of `bytes` bytes: big ones
+/// pass the server-side dry-run and are then refused by etcd (its 1.5 MiB request limit), a failure after
+/// validation that is deterministic.
+fn blob_kind(n: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: blobs.{n}.example.com\nspec:\n  group: {n}.example.com\n  scope: Namespaced\n  names: {{plural: blobs, singular: blob, kind: Blob}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n"
+    )
+}
+
+fn blob(n: &str, name: &str, bytes: usize) -> String {
+    format!(
+        "apiVersion: {n}.example.com/v1\nkind: Blob\nmetadata:\n  name: {name}\n  namespace: {n}\ndata: \"{}\"\n",
+        "x".repeat(bytes)
+    )
+}
+
+#[test]
+fn objects_a_failed_sync_wrote_are_collected_once_they_leave_git() {
+    let w = World::new("gc-pending");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("crd.yaml", &blob_kind(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("b.yaml", &cm(&n, "b")),
+        ("big.yaml", &blob(&n, "big", 1_800_000)),
+    ]);
+    w.repo.commit("a custom resource too big for etcd");
+    let err = w.once_file(&[GC]).failed();
+    assert!(err.contains("big.yaml"), "{err}");
+    // Written before the failure and still there: the sync applied them but never finished recording.
+    assert!(w.get(&["-n", &n, "configmap/b"]).is_some(), "{err}");
+
+    w.repo.remove("b.yaml").remove("big.yaml");
+    w.repo.commit("drop b and the blob");
+    let summary = w.once_file(&[GC]).ok();
+    assert!(
+        w.get(&["-n", &n, "configmap/b"]).is_none(),
+        "an object a failed sync wrote was orphaned: {summary}"
+    );
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    w.kubectl(&[
+        "delete",
+        "crd",
+        &format!("blobs.{n}.example.com"),
+        "--wait=false",
+    ]);
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
+
+#[test]
+fn a_lost_inventory_does_not_orphan_anything() {
+    let w = World::new("gc-lost");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("b.yaml", &deploy(&n, "b")),
+    ]);
+    w.repo.commit("first");
+    w.once_file(&[GC]).ok();
+    // Someone deletes the inventory by hand; then b leaves Git.
+    let inventory = format!("configmap/{n}-inventory");
+    w.kubectl(&["-n", "default", "delete", &inventory]);
+    w.repo.remove("b.yaml");
+    w.repo.commit("drop b");
+    let summary = w.once_file(&[GC]).ok();
+    assert!(summary.contains("deleted=1"), "{summary}");
+    assert!(w.get(&["-n", &n, "deployment/b"]).is_none());
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    assert!(
+        w.get(&["-n", "default", &inventory]).is_some(),
+        "no new inventory"
+    );
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
+
+#[test]
+fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
+    let w = World::new("gc-kill");
+    let n = w.n.clone();
+    let mut files = vec![("ns.yaml".to_owned(), ns(&n))];
+    for i in 0..400 {
+        files.push((format!("cm/{i:03}.yaml"), cm(&n, &format!("c{i:03}"))));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    w.repo.write(&refs);
+    w.repo.commit("400 config maps");
+    let url = w.repo.file_url();
+    let mut sync = w
+        .command(&[
+            "daemon",
+            "--once",
+            "--git-url",
+            &url,
+            GC,
+            "--apply-concurrency",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 as soon as the first object exists: the sync is between its first and last write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.get(&["namespace", &n]).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    let inventory = w
+        .get(&["-n", "default", &format!("configmap/{n}-inventory")])
+        .expect("the intent was recorded before the first write");
+    let pending = inventory["data"]["pending"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pending.contains(&format!("{n} c399")), "{pending}");
+    let created = w
+        .kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
+        .lines()
+        .filter(|l| l.starts_with("configmap/c"))
+        .count();
+    assert!(
+        created < 400,
+        "the sync finished before it was killed; nothing was tested"
+    );
+
+    // Git drops every second object; the next sync collects every one of them that the dead sync wrote.
+    for i in (0..400).step_by(2) {
+        w.repo.remove(&format!("cm/{i:03}.yaml"));
+    }
+    w.repo.commit("drop half");
+    w.once_file(&[GC]).ok();
+    let left: Vec<String> = w
+        .kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
+        .lines()
+        .filter(|l| l.starts_with("configmap/c"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(left.len(), 200, "{left:?}");
+    assert!(left.iter().all(|l| l
+        .trim_start_matches("configmap/c")
+        .parse::<usize>()
+        .unwrap()
+        % 2
+        == 1));
+    let inventory = w
+        .get(&["-n", "default", &format!("configmap/{n}-inventory")])
+        .unwrap();
+    assert_eq!(
+        inventory["data"]["pending"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count(),
+        0
+    );
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
