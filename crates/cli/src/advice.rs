@@ -90,9 +90,13 @@ fn source(e: &SourceError) -> Option<&'static str> {
             "add the host's key to the file given by --git-known-hosts (for example with ssh-keyscan, \
              verified out of band)"
         }
+        SourceError::Auth { url, .. } if url.starts_with("http") => {
+            "fix the HTTPS credentials (--git-https-credentials-file, or TETHER_GIT_HTTPS_USER and \
+             TETHER_GIT_HTTPS_PASSWORD): the server refused them"
+        }
         SourceError::Auth { .. } => {
             "add the public key of --git-ssh-key (ssh-keygen -y -f <key> prints it) as a deploy key of the \
-             repository, or fix the HTTPS credentials (--git-https-credentials-file)"
+             repository"
         }
         SourceError::NoBranch { .. } => "push the branch, or set --git-branch",
         SourceError::Timeout { .. } => "raise --git-timeout if the repository is large",

@@ -84,9 +84,9 @@ pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
     match result {
         Ok(rows) => {
             match args.output {
-                Output::Table => print!("{}", tether_automation::render_table(&rows)),
+                Output::Table => crate::out::out!("{}", tether_automation::render_table(&rows)),
                 Output::Json => match serde_json::to_string_pretty(&rows) {
-                    Ok(s) => println!("{s}"),
+                    Ok(s) => crate::out::outln!("{s}"),
                     Err(e) => {
                         eprintln!("tether: {e}");
                         return ExitCode::FAILURE;

@@ -6,6 +6,7 @@ mod advice;
 mod flags;
 mod images;
 mod migrate;
+mod out;
 mod policy;
 
 use std::process::ExitCode;
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Version => {
-            println!("tether {}", env!("CARGO_PKG_VERSION"));
+            crate::out::outln!("tether {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Command::Daemon(args) => daemon(*args, false),
@@ -107,7 +108,7 @@ fn daemon(args: DaemonArgs, automate: bool) -> ExitCode {
     let result = runtime.block_on(async move {
         if automate {
             let pass = tether_daemon::automate_once(cfg).await?;
-            println!(
+            crate::out::outln!(
                 "automation updates={} commit={} errors={}",
                 pass.updates.len(),
                 pass.commit.as_deref().unwrap_or("none"),
@@ -133,7 +134,7 @@ fn daemon(args: DaemonArgs, automate: bool) -> ExitCode {
         } else if once {
             tether_daemon::run_once(cfg)
                 .await
-                .map(|summary| println!("synced {summary}"))
+                .map(|summary| crate::out::outln!("synced {summary}"))
         } else {
             tether_daemon::run(cfg).await
         }

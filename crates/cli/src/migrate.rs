@@ -100,7 +100,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
         }
         if converted.is_empty() {
             if manual.is_empty() {
-                println!("nothing to migrate: every object uses an API version Kubernetes serves");
+                crate::out::outln!("nothing to migrate: every object uses an API version Kubernetes serves");
                 return Ok::<_, anyhow::Error>(true);
             }
             return Ok(false);
@@ -134,9 +134,9 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
         let message = commit_message(&converted);
         if args.dry_run {
             let diff = worktree_diff(root)?;
-            print!("{diff}");
-            println!("{message}");
-            println!("(dry run: the server accepted {checked} converted object(s); nothing was committed)");
+            crate::out::out!("{diff}");
+            crate::out::outln!("{message}");
+            crate::out::outln!("(dry run: the server accepted {checked} converted object(s); nothing was committed)");
             return Ok(manual.is_empty());
         }
         let changed: Vec<String> = converted.iter().map(|c| c.file.clone()).collect();
@@ -150,8 +150,8 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
             ),
             Err(e) => return Err(e.into()),
         }
-        println!("{message}");
-        println!("committed {commit}");
+        crate::out::outln!("{message}");
+        crate::out::outln!("committed {commit}");
         Ok(manual.is_empty())
     });
     match result {

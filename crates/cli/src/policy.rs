@@ -197,11 +197,11 @@ fn run(rt: &tokio::runtime::Runtime, t: &Target, updates: Vec<PolicyUpdate>) -> 
     });
     match result {
         Ok(Some(commit)) => {
-            println!("{} {commit}", change::subject(&id, &updates));
+            crate::out::outln!("{} {commit}", change::subject(&id, &updates));
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            println!("{id}: nothing to change");
+            crate::out::outln!("{id}: nothing to change");
             ExitCode::SUCCESS
         }
         Err(e) => {

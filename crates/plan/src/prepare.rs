@@ -336,11 +336,43 @@ pub fn decide(desired: &Desired, live: Option<&Value>) -> Action {
     if live_annotations.get(CHECKSUM_ANNOTATION) != Some(desired.checksum.as_str()) {
         return Action::Update;
     }
-    if is_subset(&desired.body, live) {
+    let unchanged = match folded_string_data(desired) {
+        Some(body) => is_subset(&body, live),
+        None => is_subset(&desired.body, live),
+    };
+    if unchanged {
         Action::Unchanged
     } else {
         Action::Verify
     }
+}
+
+/// A Secret's body as the server stores it: `stringData` folded into `data`, base64-encoded (the server
+/// never returns `stringData`, so comparing it as written would see drift at every resync). `None` for
+/// everything else.
+fn folded_string_data(desired: &Desired) -> Option<Value> {
+    use base64::Engine as _;
+    if desired.kind.group.is_empty() && desired.kind.kind == "Secret" {
+        let mut body = desired.body.clone();
+        let map = body.as_object_mut()?;
+        let Some(Value::Object(strings)) = map.remove("stringData") else {
+            return None;
+        };
+        let data = map
+            .entry("data")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in strings {
+                let text = v.as_str().unwrap_or_default();
+                data.insert(
+                    k,
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
+            }
+        }
+        return Some(body);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -37,7 +37,21 @@ impl GitUrl {
             }
             return Ok(GitUrl::Http(url.to_owned()));
         }
-        if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+        if let Some(rest) = url
+            .strip_prefix("ssh://")
+            .or_else(|| url.strip_prefix("git+ssh://"))
+        {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority
+                .rsplit_once('@')
+                .is_some_and(|(user, _)| user.contains(':'))
+            {
+                // git would store it in the clone's config, and every error would print it.
+                return Err(format!(
+                    "--git-url {} carries a password; SSH authenticates with a key: give it with --git-ssh-key",
+                    redact(url)
+                ));
+            }
             return Ok(GitUrl::Ssh(url.to_owned()));
         }
         if let Some(path) = url.strip_prefix("file://") {
@@ -80,8 +94,18 @@ impl fmt::Display for GitUrl {
     }
 }
 
-/// Removes any `user:password@` from an HTTP(S) URL, for logs and errors.
+/// Removes any `user:password@` from an HTTP(S) URL (and a password from an SSH URL), for logs and errors.
 pub fn redact(url: &str) -> String {
+    for scheme in ["ssh://", "git+ssh://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Some((user, host)) = authority.rsplit_once('@') {
+                if let Some((name, _)) = user.split_once(':') {
+                    return format!("{scheme}{name}:***@{host}/{path}");
+                }
+            }
+        }
+    }
     for scheme in ["https://", "http://"] {
         if let Some(rest) = url.strip_prefix(scheme) {
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -131,5 +155,15 @@ mod tests {
             redact("https://bob:s3cret@host/r.git"),
             "https://***@host/r.git"
         );
+        let err = GitUrl::parse("ssh://git:s3cret@host:2222/r.git").unwrap_err();
+        assert!(
+            !err.contains("s3cret") && err.contains("--git-ssh-key"),
+            "{err}"
+        );
+        assert_eq!(
+            redact("ssh://git:s3cret@host/r.git"),
+            "ssh://git:***@host/r.git"
+        );
+        assert!(GitUrl::parse("ssh://git@host/r.git").is_ok());
     }
 }

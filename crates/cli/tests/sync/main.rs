@@ -12,4 +12,5 @@ mod git_access;
 mod kustomize;
 mod least_privilege;
 mod old_repos;
+mod output;
 mod rollout;

@@ -268,3 +268,36 @@ fn names_and_namespaces_that_would_break_a_request_url_are_refused_before_any_re
     )
     .is_ok());
 }
+
+#[test]
+fn a_secret_written_with_string_data_is_unchanged_once_the_server_stored_it_as_data() {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "demo"},
+        "stringData": {"password": "hunter2"}, "data": {"user": "YWxpY2U="}});
+    let resolve_secret = |g: &str, v: &str, k: &str| {
+        (k == "Secret").then(|| Kind {
+            group: g.into(),
+            version: v.into(),
+            kind: k.into(),
+            plural: "secrets".into(),
+            namespaced: true,
+        })
+    };
+    let d = prepare(
+        vec![res("s.yaml", secret)],
+        resolve_secret,
+        "default",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap()
+    .desired
+    .remove(0);
+    // What the server keeps: stringData folded into data, base64-encoded.
+    let mut live = d.body.clone();
+    live.as_object_mut().unwrap().remove("stringData");
+    live["data"]["password"] = "aHVudGVyMg==".into();
+    assert_eq!(decide(&d, Some(&live)), Action::Unchanged);
+    live["data"]["password"] = "Y2hhbmdlZA==".into();
+    assert_eq!(decide(&d, Some(&live)), Action::Verify);
+}
