@@ -7,6 +7,7 @@
 //! ```
 
 mod cluster;
+mod edit;
 mod kustomize;
 mod measure;
 mod raw;
@@ -100,12 +101,12 @@ struct BenchArgs {
     /// server) took more than this share of the machine's CPU, e.g. someone compiling.
     #[arg(long, default_value_t = 0.2)]
     max_other_cpu: f64,
-    /// Skip the kustomize section (builds across syncs; needs no cluster).
-    #[arg(long, conflicts_with = "kustomize_only")]
-    no_kustomize: bool,
-    /// Only the kustomize section: no control plane, no tool sessions.
+    /// Skip the sections that need no cluster (kustomize builds across syncs, an image edit in a large file).
+    #[arg(long, conflicts_with = "offline_only")]
+    no_offline: bool,
+    /// Only the sections that need no cluster: no control plane, no tool sessions.
     #[arg(long)]
-    kustomize_only: bool,
+    offline_only: bool,
     /// How often a session may be repeated for that reason before its numbers are kept anyway (and counted
     /// as noisy in the report).
     #[arg(long, default_value_t = 2)]
@@ -247,7 +248,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
             return anyhow::Ok(s);
         }
     };
-    for &n in args.sizes.iter().filter(|_| !args.kustomize_only) {
+    for &n in args.sizes.iter().filter(|_| !args.offline_only) {
         // The ceiling: one first sync per concurrency level, then the fastest level is repeated below.
         let mut best: Option<(usize, f64)> = None;
         if tools.contains(&Tool::RawSsa) {
@@ -300,10 +301,13 @@ fn bench(args: BenchArgs) -> Result<bool> {
         load_at_start,
         other_cpu,
     );
-    let kustomize_rows = if args.no_kustomize {
-        Vec::new()
+    let (kustomize_rows, edit) = if args.no_offline {
+        (Vec::new(), None)
     } else {
-        kustomize::run(work.path(), &args.sizes)?
+        (
+            kustomize::run(work.path(), &args.sizes)?,
+            Some(edit::run(args.reps.max(5))?),
+        )
     };
     let rows = report::rows(&samples);
     let targets = report::targets(&rows, &args.sizes);
@@ -320,6 +324,10 @@ fn bench(args: BenchArgs) -> Result<bool> {
         md
     } else {
         format!("{md}{}", kustomize::markdown(&kustomize_rows))
+    };
+    let md = match &edit {
+        Some((bytes, rows)) => format!("{md}{}", edit::markdown(*bytes, rows)),
+        None => md,
     };
     let isolation = match (&args.kubeconfig, args.isolation) {
         (Some(_), _) => "names (existing cluster)",
@@ -338,6 +346,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
         "sweep": sweep,
         "samples": samples,
         "kustomize": kustomize_rows,
+        "image_edit": edit.as_ref().map(|(_, rows)| rows),
     });
     report::write_all(&out, &md, &rows, &samples, &json, &args.sizes)?;
     println!("{md}");

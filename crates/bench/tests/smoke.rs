@@ -152,6 +152,12 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
         );
     }
 
+    assert!(
+        stdout.contains("## Image edit in a large file")
+            && stdout.contains("| one image edit (tether) |"),
+        "no image-edit section:\n{stdout}"
+    );
+
     for f in ["report.md", "samples.csv", "results.json", "chart.svg"] {
         assert!(out.path().join(f).exists(), "{f} missing");
     }

@@ -241,26 +241,39 @@ impl Splice {
     }
 }
 
-/// One edit in progress: the parsed file, the target document and what is being changed.
+/// One edit in progress: the file, the target document (only it is parsed) and what is being changed.
+///
+/// A file is split into its documents first and only the documents that could be the target are parsed,
+/// so an edit costs the size of one document, not of the file (Flux v1's largest reported file: 2.7 MB,
+/// 3,478 objects), and bytes outside the target document can never change.
 struct Edit<'a> {
+    /// The whole file.
+    full: &'a str,
+    /// Where the target document starts in `full`.
+    base: usize,
+    /// Lines of `full` before `base`, for line numbers in messages.
+    lines_before: usize,
+    /// The target document: every span is an offset into it.
     text: &'a str,
-    /// The documents as JSON, for matching and for checking the result.
-    values: Vec<Value>,
+    /// The target document as JSON.
+    value: Value,
     /// The target document's span tree.
     root: Node,
-    doc: usize,
     /// The object (or file) edited, for messages.
     target: String,
     field: Field,
 }
 
 impl<'a> Edit<'a> {
-    /// Parses `text` and finds the one document that is `target`.
+    /// Finds the one document of `text` that is `target`.
     fn open(text: &'a str, target: &'a Target, field: Field) -> Result<Self, EditError> {
+        let name = target.id.name.clone();
         Self::open_matching(
             text,
             target.to_string(),
             field,
+            // A document that is the target spells its name somewhere; the others are never parsed.
+            move |doc| doc.contains(name.as_str()),
             |v| target.matches(v),
             |values| not_found_hint(values, target),
         )
@@ -273,56 +286,67 @@ impl<'a> Edit<'a> {
             text,
             label.to_owned(),
             field,
+            |_| true,
             |_| !std::mem::replace(&mut seen, true),
             |_| " (the file is empty)".to_owned(),
         )
     }
 
     fn open_matching(
-        text: &'a str,
+        full: &'a str,
         target: String,
         field: Field,
+        could_be: impl Fn(&str) -> bool,
         mut matches: impl FnMut(&Value) -> bool,
         hint: impl FnOnce(&[Value]) -> String,
     ) -> Result<Self, EditError> {
-        let values: Vec<Value> =
-            serde_saphyr::from_str_multiple(text).map_err(|e| EditError::Yaml {
-                reason: e.to_string(),
-            })?;
-        let trees = tree::parse(text).map_err(|reason| EditError::Yaml { reason })?;
-        if trees.len() != values.len() {
-            return Err(EditError::Yaml {
-                reason: format!(
-                    "the parser disagreed with itself about the number of documents ({} vs {})",
-                    trees.len(),
-                    values.len()
-                ),
-            });
+        let docs = tether_render::split_documents(full);
+        let mut found: Vec<(&str, Value)> = Vec::new();
+        for (_, doc) in docs.iter().filter(|(_, d)| could_be(d)) {
+            let mut values: Vec<Value> =
+                serde_saphyr::from_str_multiple(doc).map_err(|e| EditError::Yaml {
+                    reason: e.to_string(),
+                })?;
+            if values.len() == 1 && matches(&values[0]) {
+                found.push((doc, values.remove(0)));
+            }
         }
-        let found: Vec<usize> = (0..values.len()).filter(|&i| matches(&values[i])).collect();
-        let doc = match found.as_slice() {
-            [one] => *one,
-            [] => {
+        let (doc, value) = match found.len() {
+            1 => found.remove(0),
+            0 => {
+                // Only for the message: what the file does define, or that part of it does not parse.
+                let mut values: Vec<Value> = Vec::new();
+                for (_, d) in &docs {
+                    let parsed: Vec<Value> =
+                        serde_saphyr::from_str_multiple(d).map_err(|e| EditError::Yaml {
+                            reason: e.to_string(),
+                        })?;
+                    values.extend(parsed);
+                }
                 return Err(EditError::NotFound {
                     hint: hint(&values),
                     target,
-                })
+                });
             }
-            many => {
-                return Err(EditError::Ambiguous {
-                    count: many.len(),
-                    target,
-                })
-            }
+            count => return Err(EditError::Ambiguous { count, target }),
         };
-        let root = trees.into_iter().nth(doc).ok_or_else(|| EditError::Yaml {
-            reason: "a document went missing".to_owned(),
-        })?;
+        let mut trees = tree::parse(doc).map_err(|reason| EditError::Yaml { reason })?;
+        if trees.len() != 1 {
+            return Err(EditError::Yaml {
+                reason: format!(
+                    "the parser disagreed with itself about the number of documents ({} vs 1)",
+                    trees.len()
+                ),
+            });
+        }
+        let base = doc.as_ptr() as usize - full.as_ptr() as usize;
         Ok(Edit {
-            text,
-            values,
-            root,
-            doc,
+            full,
+            base,
+            lines_before: full[..base].bytes().filter(|&b| b == b'\n').count(),
+            text: doc,
+            value,
+            root: trees.remove(0),
             target,
             field,
         })
@@ -330,14 +354,19 @@ impl<'a> Edit<'a> {
 
     /// The target document as JSON.
     fn value(&self) -> &Value {
-        &self.values[self.doc]
+        &self.value
+    }
+
+    /// The 1-based line of `pos` (an offset into the document) in the file.
+    fn line(&self, pos: usize) -> usize {
+        self.lines_before + text::line_number(self.text, pos)
     }
 
     fn unsupported(&self, node: &Node, reason: impl Into<String>) -> EditError {
         EditError::Unsupported {
             target: self.target.clone(),
             field: self.field.clone(),
-            line: text::line_number(self.text, node.start),
+            line: self.line(node.start),
             reason: reason.into(),
         }
     }
@@ -376,8 +405,8 @@ impl<'a> Edit<'a> {
         Ok(entry)
     }
 
-    /// Applies `splices`, reads the result back and checks that the target document now equals `expected`
-    /// and every other document is unchanged.
+    /// Applies `splices` to the target document, reads it back and checks that it now equals `expected`;
+    /// returns the whole file with only that document's bytes changed.
     fn finish(&self, expected: &Value, mut splices: Vec<Splice>) -> Result<String, EditError> {
         splices.sort_by_key(|s| std::cmp::Reverse(s.start));
         let mut out = self.text.to_owned();
@@ -391,22 +420,20 @@ impl<'a> Edit<'a> {
         }
         let values: Vec<Value> = serde_saphyr::from_str_multiple(&out)
             .map_err(|e| self.inconsistent(format!("the result would not parse: {e}")))?;
-        if values.len() != self.values.len() {
+        let [new] = values.as_slice() else {
             return Err(self.inconsistent(format!(
-                "the file would have {} documents instead of {}",
-                values.len(),
-                self.values.len()
+                "the document would become {} documents",
+                values.len()
             )));
+        };
+        if let Some(path) = first_difference(expected, new, String::new()) {
+            return Err(self.inconsistent(format!("the document would change at '{path}'")));
         }
-        for (i, (old, new)) in self.values.iter().zip(&values).enumerate() {
-            let want = if i == self.doc { expected } else { old };
-            if let Some(path) = first_difference(want, new, String::new()) {
-                return Err(
-                    self.inconsistent(format!("document {} would change at '{path}'", i + 1))
-                );
-            }
-        }
-        Ok(out)
+        let mut file = String::with_capacity(self.full.len() + out.len() - self.text.len());
+        file.push_str(&self.full[..self.base]);
+        file.push_str(&out);
+        file.push_str(&self.full[self.base + self.text.len()..]);
+        Ok(file)
     }
 
     /// Replaces the scalar `value` of the entry `key: value` with `new`, keeping its quoting where that
@@ -677,6 +704,8 @@ pub fn set_image(
         });
     }
     let edit = Edit::open(text, target, field)?;
+    // Spans are offsets into the target document; the whole file is only returned or spliced.
+    let (full, text) = (text, edit.text);
     let kind = edit
         .value()
         .get("kind")
@@ -737,12 +766,12 @@ pub fn set_image(
     let no_image = || EditError::NoImage {
         target: target.to_string(),
         container: container.to_owned(),
-        line: text::line_number(text, item.start),
+        line: edit.line(item.start),
     };
     let entry = item.entry("image").ok_or_else(no_image)?;
     match &entry.1.kind {
         Kind::Null => return Err(no_image()),
-        Kind::Str(current) if current == image && !entry.1.alias => return Ok(text.to_owned()),
+        Kind::Str(current) if current == image && !entry.1.alias => return Ok(full.to_owned()),
         _ => {}
     }
     let splice = edit.replace_scalar(entry, image, text::is_flow(text, item))?;
@@ -788,6 +817,8 @@ pub fn set_annotation(
         });
     }
     let edit = Edit::open(text, target, field)?;
+    // Spans are offsets into the target document; the whole file is only returned or spliced.
+    let (full, text) = (text, edit.text);
     let metadata_entry = edit.metadata()?;
     let metadata = &metadata_entry.1;
     let meta_flow = text::is_flow(text, metadata);
@@ -801,7 +832,7 @@ pub fn set_annotation(
                 Kind::Map(entries) => {
                     if let Some(entry) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
                         if entry.1.as_str() == Some(value) && !entry.1.alias {
-                            return Ok(text.to_owned());
+                            return Ok(full.to_owned());
                         }
                         vec![edit.replace_scalar(entry, value, flow)?]
                     } else if flow {
@@ -856,15 +887,17 @@ pub fn remove_annotation(text: &str, target: &Target, key: &str) -> Result<Strin
         key: key.to_owned(),
     };
     let edit = Edit::open(text, target, field)?;
+    // Spans are offsets into the target document; the whole file is only returned or spliced.
+    let (full, text) = (text, edit.text);
     let (_, metadata) = edit.metadata()?;
     let Some((annotations_key, annotations)) = metadata.entry("annotations") else {
-        return Ok(text.to_owned());
+        return Ok(full.to_owned());
     };
     let Some(entries) = annotations.entries() else {
-        return Ok(text.to_owned());
+        return Ok(full.to_owned());
     };
     let Some(index) = entries.iter().position(|(k, _)| k.as_str() == Some(key)) else {
-        return Ok(text.to_owned());
+        return Ok(full.to_owned());
     };
     edit.no_alias(annotations)?;
     let (entry_key, entry_value) = &entries[index];
@@ -960,6 +993,8 @@ pub fn set_list_entry(
 ) -> Result<String, EditError> {
     let path = format!("{list}[{index}].{field}");
     let edit = Edit::open_single(text, label, Field::Setting { path: path.clone() })?;
+    // Spans are offsets into the document; the whole file is only returned or spliced.
+    let (full, text) = (text, edit.text);
     let missing = || edit.inconsistent(format!("'{list}[{index}]' is not in the file"));
     let seq = edit.root.get(list).ok_or_else(missing)?;
     edit.no_alias(seq)?;
@@ -974,7 +1009,7 @@ pub fn set_list_entry(
     let flow = text::is_flow(text, item);
     let splice = match item.entry(field) {
         Some(entry) if entry.1.as_str() == Some(value) && !entry.1.alias => {
-            return Ok(text.to_owned())
+            return Ok(full.to_owned())
         }
         Some(entry) => edit.replace_scalar(entry, value, flow)?,
         None if flow => {

@@ -866,3 +866,51 @@ fn plain_scalars_are_only_used_when_they_read_back_as_the_same_string() {
         "\"tab\\there\""
     );
 }
+
+/// A stream the size of the largest one reported to Flux v1 (fluxcd/flux#1857): 2.7 MB, 3,478 documents.
+pub(crate) fn big_stream() -> String {
+    let mut s = String::new();
+    for i in 0..1739 {
+        s.push_str(&format!(
+            "---\n# workload {i}\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n  namespace: team-{t}\n  labels: {{app: app-{i}, tier: backend}}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app-{i}}}\n  template:\n    metadata:\n      labels: {{app: app-{i}}}\n    spec:\n      containers:\n      - name: main\n        image: registry.example.com/team-{t}/app-{i}:1.0.{i}\n        ports:\n        - containerPort: 8080\n        env:\n        - {{name: LOG_LEVEL, value: info}}\n        - {{name: CONFIG_PATH, value: /etc/app-{i}/config.yaml}}\n        - {{name: DATABASE_URL, value: \"postgres://db.team-{t}.svc:5432/app_{i}\"}}\n        - {{name: CACHE_URL, value: \"redis://cache.team-{t}.svc:6379/{i}\"}}\n        - {{name: FEATURE_FLAGS, value: \"search,recommendations,checkout-v2,new-ui\"}}\n        - {{name: OTEL_EXPORTER_OTLP_ENDPOINT, value: \"http://otel.observability.svc:4317\"}}\n        - {{name: JAVA_OPTS, value: \"-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=200\"}}\n        - {{name: SERVICE_NAME, value: app-{i}}}\n        - {{name: TEAM, value: team-{t}}}\n        resources:\n          requests: {{cpu: 100m, memory: 128Mi}}\n          limits: {{cpu: 500m, memory: 512Mi}}\n        readinessProbe:\n          httpGet: {{path: /healthz, port: 8080}}\n          periodSeconds: 10\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: app-{i}\n  namespace: team-{t}\n  annotations: {{description: \"the service in front of app-{i}, of team {t}, with a long annotation\"}}\nspec:\n  selector: {{app: app-{i}}}\n  ports:\n  - {{port: 80, targetPort: 8080, protocol: TCP}}\n",
+            t = i % 40
+        ));
+    }
+    s
+}
+
+#[test]
+fn an_edit_in_a_stream_of_thousands_of_documents_changes_only_its_line() {
+    let stream = big_stream();
+    assert!(stream.len() > 2_600_000, "{}", stream.len());
+    let target = Target::new(ObjectId::new(
+        "apps/v1",
+        "Deployment",
+        Some("team-2"),
+        "app-1722",
+    ));
+    let out = set_image(
+        &stream,
+        &target,
+        "main",
+        "registry.example.com/team-2/app-1722:2.0",
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        stream.replace(
+            "image: registry.example.com/team-2/app-1722:1.0.1722",
+            "image: registry.example.com/team-2/app-1722:2.0"
+        )
+    );
+    let locked = set_annotation(&out, &target, "fluxcd.io/locked", "true").unwrap();
+    let labels = "  labels: {app: app-1722, tier: backend}\n";
+    assert_eq!(
+        locked,
+        out.replacen(
+            labels,
+            &format!("{labels}  annotations:\n    fluxcd.io/locked: \"true\"\n"),
+            1
+        )
+    );
+}
