@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::discovery::Kinds;
 use crate::error::{Error, ObjectFailure};
+use tether_plan::PlanError;
 
 /// Settings of a sync that do not change between commits.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct SyncOptions {
     pub sync_name: String,
     /// How many writes are in flight at once.
     pub concurrency: usize,
+    /// Take over objects another sync name applied (otherwise such an object fails the sync).
+    pub takeover: bool,
 }
 
 /// What happened to one object.
@@ -173,6 +176,33 @@ impl Engine {
                 tether_plan::Skipped::IgnoredInGit => {
                     info!(component = "apply", object = %id, source = %at, "skipped: {why}")
                 }
+            }
+        }
+        if !opts.takeover {
+            let foreign: Vec<PlanError> = prepared
+                .desired
+                .iter()
+                .filter_map(|d| {
+                    let other = live
+                        .get(&d.id)?
+                        .pointer("/metadata/labels")?
+                        .get(tether_plan::SYNC_LABEL)?
+                        .as_str()?;
+                    (other != opts.sync_name).then(|| PlanError {
+                        at: d.source.clone(),
+                        id: Some(d.id.clone()),
+                        message: format!(
+                            "is managed by sync '{other}', not '{}'; two syncs declaring one object would \
+                             take it from each other at every sync: remove it from one of the repositories, \
+                             or let this sync take it over",
+                            opts.sync_name
+                        ),
+                        cause: tether_plan::Cause::OtherSync,
+                    })
+                })
+                .collect();
+            if !foreign.is_empty() {
+                return Err(Error::Invalid(foreign));
             }
         }
         let entries: Vec<Entry> = prepared

@@ -41,7 +41,7 @@ impl fmt::Display for ObjectFailure {
 }
 
 fn list<T: fmt::Display>(items: &[T]) -> String {
-    items.iter().map(|i| format!("\n  {i}")).collect()
+    tether_core::report::lines(items)
 }
 
 /// A sync failed. Unless the variant says otherwise, nothing was written.

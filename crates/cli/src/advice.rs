@@ -48,7 +48,12 @@ fn advice_for(e: &(dyn StdError + 'static)) -> Option<&'static str> {
                  API server, a generator, kustomize)",
             ),
             SyncError::Apply(tether_apply::Error::Invalid(errors))
-                if errors.iter().any(|e| e.removed) =>
+                if errors.iter().any(|e| e.cause == tether_plan::Cause::OtherSync) =>
+            {
+                Some("--sync-takeover lets this sync take over objects another sync name applied")
+            }
+            SyncError::Apply(tether_apply::Error::Invalid(errors))
+                if errors.iter().any(|e| e.cause == tether_plan::Cause::Removed) =>
             {
                 Some(
                     "`tether migrate` (with the same --git-url and --git-path) rewrites removed API versions \

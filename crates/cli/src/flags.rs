@@ -148,6 +148,10 @@ pub struct DaemonArgs {
     /// Stable name of this sync; objects carry it as their owner.
     #[arg(long, default_value = "tether")]
     pub sync_name: String,
+    /// Take over objects that another sync name applied (their label moves to this sync); without it
+    /// such an object fails the sync, naming the other sync.
+    #[arg(long)]
+    pub sync_takeover: bool,
     /// Only touch these namespaces (repeatable); objects elsewhere are skipped with a warning.
     #[arg(long, value_delimiter = ',')]
     pub k8s_allow_namespace: Vec<String>,
@@ -275,6 +279,7 @@ impl DaemonArgs {
             sync_state,
             sync_tag,
             sync_name: self.sync_name,
+            takeover: self.sync_takeover,
             namespaces: NamespaceFilter(
                 self.k8s_allow_namespace
                     .into_iter()

@@ -127,6 +127,8 @@ pub fn run(rt: &tokio::runtime::Runtime, args: MigrateArgs) -> ExitCode {
                     default_namespace: args.k8s_default_namespace.clone(),
                     namespaces: tether_plan::NamespaceFilter::default(),
                     sync_name: "tether-migrate".into(),
+                    // Only dry-runs: whoever owns an object, the check is whether the server accepts it.
+                    takeover: true,
                     concurrency: 8,
                 },
             )

@@ -8,6 +8,7 @@ pub mod id;
 pub mod kind;
 pub mod policy;
 pub mod removed;
+pub mod report;
 pub mod resource;
 pub mod workload;
 

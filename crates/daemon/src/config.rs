@@ -52,6 +52,8 @@ pub struct Config {
     pub sync_tag: String,
     /// Owner name.
     pub sync_name: String,
+    /// Take over objects another sync name applied.
+    pub takeover: bool,
     /// Allowed namespaces.
     pub namespaces: NamespaceFilter,
     /// Default namespace override.

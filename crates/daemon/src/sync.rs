@@ -169,6 +169,7 @@ impl Syncer {
         let inventory = Inventory::new(&namespace, &cfg.sync_name);
         let repo = Repo::open(cfg.git.clone(), &cfg.cache_dir).await?;
         let opts = SyncOptions {
+            takeover: cfg.takeover,
             default_namespace,
             namespaces: cfg.namespaces.clone(),
             sync_name: cfg.sync_name.clone(),

@@ -15,7 +15,7 @@ mod test_support;
 pub use compare::{is_subset, strip_volatile};
 pub use kinds::{kinds_from_crds, rank, Kind};
 pub use prepare::{
-    checksum_of, decide, owner_mark, prepare, Action, Desired, Entry, NamespaceFilter, PlanError,
-    Prepared, Skipped, CHECKSUM_ANNOTATION, OWNER_ANNOTATION, SYNC_LABEL,
+    checksum_of, decide, owner_mark, prepare, Action, Cause, Desired, Entry, NamespaceFilter,
+    PlanError, Prepared, Skipped, CHECKSUM_ANNOTATION, OWNER_ANNOTATION, SYNC_LABEL,
 };
 pub use stage::{stages, waves, Stages};

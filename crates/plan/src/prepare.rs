@@ -85,8 +85,19 @@ pub struct PlanError {
     pub id: Option<ObjectId>,
     /// What is wrong and what to do.
     pub message: String,
+    /// What kind of problem it is, for what to advise.
+    pub cause: Cause,
+}
+
+/// What kind of problem a [`PlanError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The manifest itself is wrong (unknown kind, bad name, duplicate).
+    Manifest,
     /// Its apiVersion is one Kubernetes removed (a repository written for an older cluster).
-    pub removed: bool,
+    Removed,
+    /// Another sync name manages the live object.
+    OtherSync,
 }
 
 impl fmt::Display for PlanError {
@@ -116,7 +127,7 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: None,
                 message: "is not a mapping".into(),
-                removed: false,
+                cause: Cause::Manifest,
             });
             continue;
         }
@@ -136,7 +147,11 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: None,
                 message,
-                removed: removal.is_some(),
+                cause: if removal.is_some() {
+                    Cause::Removed
+                } else {
+                    Cause::Manifest
+                },
             });
             continue;
         };
@@ -155,7 +170,7 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: None,
                 message: format!("{field} '{value}' {problem}"),
-                removed: false,
+                cause: Cause::Manifest,
             });
             continue;
         }
@@ -165,7 +180,7 @@ pub fn prepare(
                 at: r.source.clone(),
                 id: Some(id.clone()),
                 message: format!("defined twice: also at {first}; remove one of them"),
-                removed: false,
+                cause: Cause::Manifest,
             });
             continue;
         }

@@ -55,7 +55,7 @@ pub enum Error {
         reason: String,
     },
     /// Files could not be read or parsed, or define the same object twice. Every problem is listed.
-    #[error("{} problem(s) in the manifests:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    #[error("{} problem(s) in the manifests:{}", .0.len(), tether_core::report::Lines(.0))]
     Files(Vec<FileError>),
 }
 

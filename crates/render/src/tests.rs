@@ -217,3 +217,19 @@ fn a_file_over_the_size_limit_is_refused_without_reading_it_whole() {
         "{err}"
     );
 }
+
+#[test]
+fn thousands_of_bad_documents_give_a_bounded_message() {
+    let bad: String = (0..5000)
+        .map(|i| format!("---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"))
+        .collect();
+    let t = tree(&[("apps/bad.yaml", &bad)]);
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(err.starts_with("5000 problem(s)"), "{}", &err[..200]);
+    assert!(err.lines().count() <= 102, "{} lines", err.lines().count());
+    assert!(
+        err.ends_with("… and 4900 more"),
+        "{}",
+        &err[err.len() - 100..]
+    );
+}

@@ -437,3 +437,37 @@ fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
     );
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
+
+#[test]
+fn a_sync_does_not_silently_take_another_syncs_object() {
+    let w = World::new("takeover");
+    let n = w.n.clone();
+    let other = World::new("takeover-other");
+    let (alpha, beta) = (format!("{n}-alpha"), format!("{n}-beta"));
+    w.repo
+        .write(&[("ns.yaml", &ns(&n)), ("shared.yaml", &cm(&n, "shared"))]);
+    w.repo.commit("first");
+    other.repo.write(&[("shared.yaml", &cm(&n, "shared"))]);
+    other.repo.commit("the same object");
+    w.once_file(&[GC, "--sync-name", &alpha]).ok();
+
+    let err = other.once_file(&[GC, "--sync-name", &beta]).failed();
+    assert!(
+        err.contains("shared.yaml") && err.contains(&format!("managed by sync '{alpha}'")),
+        "{err}"
+    );
+    assert!(err.contains("--sync-takeover"), "{err}");
+    let label = |w: &World| {
+        w.get(&["-n", &n, "configmap/shared"]).unwrap()["metadata"]["labels"]["tether.dev/sync"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(label(&w), alpha);
+
+    other
+        .once_file(&[GC, "--sync-name", &beta, "--sync-takeover"])
+        .ok();
+    assert_eq!(label(&w), beta);
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
