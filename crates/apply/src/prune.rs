@@ -25,6 +25,11 @@ pub struct PruneReport {
     pub kept: Vec<(ObjectRef, String)>,
     /// Deletions that failed; retried on the next sync.
     pub failed: Vec<(ObjectRef, String)>,
+    /// Kept because the live object says `ignore`; looked at again at every sync, so removing the
+    /// annotation lets it be collected.
+    pub exempt: Vec<ObjectRef>,
+    /// No longer this sync's (its label or owner mark was changed by someone): left alone and forgotten.
+    pub released: Vec<ObjectRef>,
 }
 
 impl PruneReport {
@@ -34,6 +39,12 @@ impl PruneReport {
             .iter()
             .chain(self.kept.iter().map(|(r, _)| r))
             .chain(self.failed.iter().map(|(r, _)| r))
+            .chain(&self.exempt)
+    }
+
+    /// Candidates gone from Git that were not deleted, for whatever reason.
+    pub fn not_deleted(&self) -> usize {
+        self.kept.len() + self.failed.len() + self.exempt.len() + self.released.len()
     }
 }
 
@@ -142,10 +153,16 @@ impl Engine {
             };
             match judge(&c, live.as_ref(), sync_name) {
                 Prune::Gone => {}
-                Prune::NotOwned => info!(component = "gc", object = %c.id,
-                    "not deleting: gone from Git but not marked as applied by this sync"),
-                Prune::Exempt => info!(component = "gc", object = %c.id,
-                    "not deleting: ignore annotation on the live object"),
+                Prune::NotOwned => {
+                    info!(component = "gc", object = %c.id,
+                        "not deleting: gone from Git but not marked as applied by this sync");
+                    report.released.push(c);
+                }
+                Prune::Exempt => {
+                    info!(component = "gc", object = %c.id,
+                        "not deleting: ignore annotation on the live object");
+                    report.exempt.push(c);
+                }
                 Prune::Delete => doomed.push(c),
             }
         }

@@ -279,7 +279,7 @@ impl Syncer {
             deleted: gc.deleted.len(),
             skipped: report.skipped(),
             would_delete: gc.would_delete.len(),
-            gc_kept: gc.kept.len() + gc.failed.len(),
+            gc_kept: gc.not_deleted(),
             duration: started.elapsed(),
         };
         info!(

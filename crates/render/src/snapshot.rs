@@ -36,7 +36,15 @@ impl Snapshot {
         renderer: &Renderer,
     ) -> Result<Snapshot, SnapshotError> {
         let tree = repo.checkout(revision).await?;
-        let resources = renderer.render(tree, paths)?;
+        // Rendering reads files and may run kustomize or generators for a while: off the async workers, so
+        // probes, metrics and the other loop keep being served meanwhile.
+        let render = || renderer.render(tree, paths);
+        let resources = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(render)
+            }
+            _ => render(),
+        }?;
         Ok(Snapshot {
             revision: revision.to_owned(),
             resources,

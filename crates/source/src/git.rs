@@ -167,12 +167,20 @@ impl Repo {
             ],
         )
         .await?;
-        self.push(
-            "push the sync tag",
-            &["--force", &format!("refs/tags/{tag}:refs/tags/{tag}")],
-        )
-        .await?;
-        Ok(true)
+        // Two runs of one sync moving the tag at once make one push fail to lock the remote ref; that is a
+        // race, not a failure of the sync: try again a few times before giving up.
+        let refspec = format!("refs/tags/{tag}:refs/tags/{tag}");
+        let mut attempt = 0;
+        loop {
+            match self.push("push the sync tag", &["--force", &refspec]).await {
+                Ok(()) => return Ok(true),
+                Err(Error::Git { .. } | Error::Rejected { .. }) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A second working tree of this clone checked out at `rev`, for preparing commits without disturbing

@@ -264,9 +264,28 @@ fn sync_only_in_git_and_ignore_on_the_live_object_exempt_from_collection() {
 
     w.repo.remove("s.yaml").remove("l.yaml");
     w.repo.commit("drop both");
-    assert!(w.once_file(&[GC]).ok().contains("deleted=0"));
+    let summary = w.once_file(&[GC]).ok();
+    assert!(
+        summary.contains("deleted=0") && summary.contains("gc_kept=2"),
+        "{summary}"
+    );
     assert!(w.get(&["-n", &n, "configmap/sync-only"]).is_some());
     assert!(w.get(&["-n", &n, "configmap/live-ignored"]).is_some());
+    // Exempt is not forgotten: once the annotation is gone, the object is collected.
+    w.kubectl(&[
+        "-n",
+        &n,
+        "annotate",
+        "configmap",
+        "live-ignored",
+        "tether.dev/ignore-",
+    ]);
+    let summary = w.once_file(&[GC]).ok();
+    assert!(
+        summary.contains("deleted=1") && summary.contains("gc_kept=1"),
+        "{summary}"
+    );
+    assert!(w.get(&["-n", &n, "configmap/live-ignored"]).is_none());
 }
 
 /// A custom resource definition of this test's own group, and a custom resource of `bytes` bytes: big ones
