@@ -92,6 +92,27 @@ impl Report {
     }
 }
 
+/// The objects a failed sync wrote that keep their new state: everything created or changed, except the
+/// Namespaces and CRDs the rollback removed again (and what those Namespaces held).
+fn changed(outcomes: &HashMap<ObjectId, Outcome>, rolled_back: &[&Desired]) -> Vec<ObjectId> {
+    let mut ids: Vec<ObjectId> = outcomes
+        .iter()
+        .filter(|(id, o)| {
+            matches!(
+                o,
+                Outcome::Created | Outcome::Configured | Outcome::DriftCorrected
+            ) && !rolled_back.iter().any(|d| {
+                &d.id == *id
+                    || (d.kind.is_namespace()
+                        && id.namespace.as_deref() == Some(d.id.name.as_str()))
+            })
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A commit resolved against the server and ready to apply ([`Engine::plan`]).
 #[derive(Debug)]
 pub struct Planned {
@@ -270,7 +291,10 @@ impl Engine {
             );
             if !failures.is_empty() {
                 self.rollback(&created_first).await;
-                return Err(Error::ApplyFailed(failures));
+                return Err(Error::ApplyFailed {
+                    failures,
+                    changed: changed(&outcomes, &created_first),
+                });
             }
         }
         let new_crds: Vec<&Desired> = first
@@ -316,7 +340,10 @@ impl Engine {
                 .await;
             if !failures.is_empty() {
                 self.rollback(&created_first).await;
-                return Err(Error::ApplyFailed(failures));
+                return Err(Error::ApplyFailed {
+                    failures,
+                    changed: changed(&outcomes, &created_first),
+                });
             }
         }
 

@@ -56,8 +56,17 @@ pub enum Error {
     Rejected(Vec<ObjectFailure>),
     /// Applying failed after validation passed (a race with another writer, or a webhook). Objects applied
     /// before the failure keep their new state; Namespaces/CRDs this sync created were removed again.
-    #[error("applying failed for {} object(s) after validation passed:{}", .0.len(), list(.0))]
-    ApplyFailed(Vec<ObjectFailure>),
+    #[error(
+        "applying failed for {} object(s) after validation passed:{}\n{} object(s) were changed before the \
+         failure and keep their new state (the next sync applies the commit again):{}",
+        failures.len(), list(failures), changed.len(), list(changed)
+    )]
+    ApplyFailed {
+        /// The writes that failed.
+        failures: Vec<ObjectFailure>,
+        /// The objects this sync created or changed before the failure that stay so.
+        changed: Vec<ObjectId>,
+    },
     /// A request the sync depends on failed (discovery, listing live objects). Retried with backoff.
     #[error("{what}: {source}")]
     Api {
@@ -72,7 +81,7 @@ pub enum Error {
 impl Error {
     /// True when retrying later may succeed without a change in Git.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Api { .. } | Error::ApplyFailed(_))
+        matches!(self, Error::Api { .. } | Error::ApplyFailed { .. })
     }
 
     /// A short stable label for metrics and logs.
@@ -80,7 +89,7 @@ impl Error {
         match self {
             Error::Invalid(_) => "invalid",
             Error::Rejected(_) => "rejected",
-            Error::ApplyFailed(_) => "apply_failed",
+            Error::ApplyFailed { .. } => "apply_failed",
             Error::Api { .. } => "api",
         }
     }

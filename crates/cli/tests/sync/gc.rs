@@ -316,8 +316,15 @@ fn objects_a_failed_sync_wrote_are_collected_once_they_leave_git() {
         ("big.yaml", &blob(&n, "big", 1_800_000)),
     ]);
     w.repo.commit("a custom resource too big for etcd");
+    // The Namespace exists before this sync, so the rollback of new Namespaces leaves the objects alone.
+    w.kubectl(&["create", "namespace", &n]);
     let err = w.once_file(&[GC]).failed();
     assert!(err.contains("big.yaml"), "{err}");
+    assert!(
+        err.contains("were changed before the failure")
+            && err.contains(&format!("{n}:configmap/b")),
+        "the error does not say what the failed sync changed: {err}"
+    );
     // Written before the failure and still there: the sync applied them but never finished recording.
     assert!(w.get(&["-n", &n, "configmap/b"]).is_some(), "{err}");
 
