@@ -233,3 +233,41 @@ fn thousands_of_bad_documents_give_a_bounded_message() {
         &err[err.len() - 100..]
     );
 }
+
+#[test]
+fn hostile_documents_fail_with_a_message_not_a_crash() {
+    // Billion laughs: nine levels of aliases, each ten times the one before.
+    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb, namespace: demo}\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep, namespace: demo}}\ndata: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let t = tree(&[("apps/bomb.yaml", &bomb), ("apps/deep.yaml", &deep)]);
+    std::fs::write(
+        t.path().join("apps/binary.yaml"),
+        [0xff_u8, 0xfe, 0x00, 0x81, 0x9f, 0x0a, 0xc3],
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    for file in ["apps/bomb.yaml", "apps/deep.yaml", "apps/binary.yaml"] {
+        assert!(
+            err.contains(file),
+            "{file} not named: {}",
+            &err[..err.len().min(2000)]
+        );
+    }
+    assert!(err.contains("not UTF-8"), "{}", &err[..err.len().min(2000)]);
+}
