@@ -100,8 +100,8 @@ fn source(e: &SourceError) -> Option<&'static str> {
              TETHER_GIT_HTTPS_PASSWORD): the server refused them"
         }
         SourceError::Auth { .. } => {
-            "add the public key of --git-ssh-key (ssh-keygen -y -f <key> prints it) as a deploy key of the \
-             repository"
+            "add the agent's public key as a deploy key of the repository, with write access: `tether identity` \
+             prints it (or, with --git-ssh-key, `ssh-keygen -y -f <key>`)"
         }
         SourceError::NoBranch { .. } => "push the branch, or set --git-branch",
         SourceError::Timeout { .. } => "raise --git-timeout if the repository is large",

@@ -161,6 +161,10 @@ pub struct DaemonArgs {
     /// Secret that holds the sync state with --sync-state secret.
     #[arg(long, default_value = "tether-sync")]
     pub k8s_secret_name: String,
+    /// Secret in tether's namespace holding its deploy key (key `identity`), made on first start; used for
+    /// SSH URLs when --git-ssh-key is not given. `tether identity` prints its public key.
+    #[arg(long, default_value = "tether-git-deploy")]
+    pub git_deploy_secret: String,
     /// tether's own namespace, for the state Secret and the GC inventory [default: $POD_NAMESPACE, else the
     /// kubeconfig's].
     #[arg(long, env = "POD_NAMESPACE")]
@@ -288,6 +292,7 @@ impl DaemonArgs {
             ),
             default_namespace: self.k8s_default_namespace,
             secret_name: self.k8s_secret_name,
+            deploy_key: Some(self.git_deploy_secret).filter(|s| !s.is_empty()),
             namespace: self.namespace,
             gc,
             gc_allow_empty: self.sync_garbage_collection_allow_empty,

@@ -4,6 +4,7 @@
 
 mod advice;
 mod flags;
+mod identity;
 mod images;
 mod migrate;
 mod out;
@@ -38,6 +39,8 @@ enum Command {
     Policy(Box<policy::PolicyArgs>),
     /// Rewrite manifests that use API versions Kubernetes removed to the served ones (one commit, pushed).
     Migrate(Box<migrate::MigrateArgs>),
+    /// Print the agent's deploy key (its public half, to add to the repository), or rotate it.
+    Identity(Box<identity::IdentityArgs>),
     /// Print the version.
     Version,
 }
@@ -72,6 +75,9 @@ fn main() -> ExitCode {
         Command::Unlock(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
             policy::lock(&rt, *args, policy::Lock::Unlock)
         }),
+        Command::Identity(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| identity::run(&rt, *args))
+        }
         Command::Migrate(args) => {
             runtime().map_or(ExitCode::FAILURE, |rt| migrate::run(&rt, *args))
         }

@@ -60,6 +60,8 @@ pub struct Config {
     pub default_namespace: Option<String>,
     /// State Secret name.
     pub secret_name: String,
+    /// The Secret in tether's namespace holding the deploy key, used for SSH URLs without an explicit key.
+    pub deploy_key: Option<String>,
     /// tether's namespace override.
     pub namespace: Option<String>,
     /// Garbage collection mode.

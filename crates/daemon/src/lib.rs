@@ -5,6 +5,7 @@
 pub mod admin;
 mod automation;
 pub mod config;
+pub mod identity;
 pub mod logging;
 pub mod metrics;
 mod run;
@@ -13,4 +14,4 @@ mod sync;
 pub use automation::automate_once;
 pub use config::Config;
 pub use run::{run, run_once};
-pub use sync::{SyncError, SyncSummary, Syncer};
+pub use sync::{client, SyncError, SyncSummary, Syncer};

@@ -167,7 +167,26 @@ impl Syncer {
             },
         };
         let inventory = Inventory::new(&namespace, &cfg.sync_name);
-        let repo = Repo::open(cfg.git.clone(), &cfg.cache_dir).await?;
+        let mut git = cfg.git.clone();
+        if let (tether_source::GitUrl::Ssh(_), None, Some(name)) =
+            (&git.url, &git.auth.ssh_key, &cfg.deploy_key)
+        {
+            // The agent's own deploy key, from its Secret (made on first start): `tether identity` shows it.
+            let id = crate::identity::DeployKey {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            }
+            .get_or_create(&client, false)
+            .await?;
+            std::fs::create_dir_all(&cfg.cache_dir).map_err(|e| {
+                anyhow::anyhow!("cannot create --cache-dir {}: {e}", cfg.cache_dir.display())
+            })?;
+            let file = cfg.cache_dir.join("deploy-key");
+            id.write_key_file(&file)?;
+            info!(component = "identity", fingerprint = %id.fingerprint(), "using the deploy key");
+            git.auth.ssh_key = Some(file);
+        }
+        let repo = Repo::open(git, &cfg.cache_dir).await?;
         let opts = SyncOptions {
             takeover: cfg.takeover,
             default_namespace,

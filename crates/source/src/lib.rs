@@ -7,6 +7,7 @@
 
 mod error;
 mod git;
+pub mod identity;
 mod url;
 
 pub use error::{Error, Result};

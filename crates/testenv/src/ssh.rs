@@ -173,6 +173,16 @@ impl SshServer {
         }
     }
 
+    /// Lets `public_key` (an `authorized_keys` line) fetch and push, as a read-write deploy key does.
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self._dir.path().join("authorized_keys"))
+            .expect("open authorized_keys");
+        writeln!(f, "restrict {}", public_key.trim()).expect("append to authorized_keys");
+    }
+
     /// `ssh://user@127.0.0.1:port/<bare repo path>` for a repository.
     pub fn url(&self, repo: &GitRepo) -> String {
         format!(

@@ -9,6 +9,7 @@ mod daemon_loop;
 mod gc;
 mod generation;
 mod git_access;
+mod identity;
 mod kustomize;
 mod least_privilege;
 mod old_repos;

@@ -50,9 +50,11 @@ impl World {
         if matches!(args.first(), Some(&"daemon" | &"automate")) && !args.contains(&"--sync-name") {
             cmd.args(["--sync-name", &self.n]);
         }
-        cmd.arg("--cache-dir")
-            .arg(self.cache.path())
-            .env("KUBECONFIG", &self.cluster.kubeconfig)
+        // Every command that reads the repository keeps its clone in this test's cache.
+        if !matches!(args.first(), Some(&"identity" | &"version")) {
+            cmd.arg("--cache-dir").arg(self.cache.path());
+        }
+        cmd.env("KUBECONFIG", &self.cluster.kubeconfig)
             .env_remove("POD_NAMESPACE")
             .env_remove("RUST_LOG");
         cmd
