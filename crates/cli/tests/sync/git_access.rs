@@ -156,3 +156,65 @@ fn bad_flags_fail_at_start_with_exit_64() {
     let run = w.tether(&["daemon", "--once", "--git-url", "/x", "--git-path", "../up"]);
     assert_eq!(run.0.status.code(), Some(64));
 }
+
+#[test]
+fn a_remote_that_vanishes_fails_the_sync_and_a_rewritten_history_is_followed() {
+    let w = World::new("remote-faults");
+    let n = w.n.clone();
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n")
+    };
+    w.repo.write(&[
+        ("ns.yaml", &crate::support::namespace(&n)),
+        ("a.yaml", &cm("a")),
+        ("b.yaml", &cm("b")),
+    ]);
+    w.repo.commit("first");
+    let gc = "--sync-garbage-collection";
+    w.once_file(&[gc]).ok();
+
+    // The remote is gone: the sync fails naming it, and nothing is collected.
+    let away = w.repo.bare.with_extension("away");
+    std::fs::rename(&w.repo.bare, &away).unwrap();
+    let err = w.once_file(&[gc]).failed();
+    assert!(err.contains(&w.repo.bare.display().to_string()), "{err}");
+    assert!(
+        w.get(&["-n", &n, "configmap/a"]).is_some() && w.get(&["-n", &n, "configmap/b"]).is_some()
+    );
+    std::fs::rename(&away, &w.repo.bare).unwrap();
+
+    // History rewritten (a force-push of a new root commit without b): followed, and b collected.
+    tether_testenv::run(tether_testenv::git::git(&w.repo.work).args([
+        "checkout",
+        "-q",
+        "--orphan",
+        "rewritten",
+    ]));
+    tether_testenv::run(
+        tether_testenv::git::git(&w.repo.work).args(["rm", "-q", "-r", "--cached", "."]),
+    );
+    std::fs::remove_file(w.repo.work.join("b.yaml")).unwrap();
+    tether_testenv::run(tether_testenv::git::git(&w.repo.work).args(["add", "ns.yaml", "a.yaml"]));
+    tether_testenv::run(tether_testenv::git::git(&w.repo.work).args([
+        "commit",
+        "-q",
+        "-m",
+        "rewritten",
+    ]));
+    tether_testenv::run(tether_testenv::git::git(&w.repo.work).args([
+        "push",
+        "-q",
+        "--force",
+        "origin",
+        "HEAD:main",
+    ]));
+    let summary = w.once_file(&[gc]).ok();
+    assert!(summary.contains("deleted=1"), "{summary}");
+    assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
+    assert_eq!(
+        w.repo.rev_parse("refs/tags/tether-sync^{commit}"),
+        Some(w.repo.head()),
+        "the marker does not point at the rewritten head"
+    );
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
