@@ -497,3 +497,62 @@ fn a_sync_does_not_silently_take_another_syncs_object() {
     assert_eq!(label(&w), beta);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
+
+#[test]
+fn a_sync_killed_while_collecting_finishes_the_job_at_the_next_one() {
+    let w = World::new("gc-kill-prune");
+    let n = w.n.clone();
+    let mut files = vec![("ns.yaml".to_owned(), ns(&n))];
+    for i in 0..300 {
+        files.push((format!("cm/{i:03}.yaml"), cm(&n, &format!("c{i:03}"))));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    w.repo.write(&refs);
+    w.repo.commit("300 config maps");
+    w.once_file(&[GC]).ok();
+    for i in 0..250 {
+        w.repo.remove(&format!("cm/{i:03}.yaml"));
+    }
+    w.repo.commit("drop 250");
+    let count = || {
+        w.kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
+            .lines()
+            .filter(|l| l.starts_with("configmap/c"))
+            .count()
+    };
+    let url = w.repo.file_url();
+    let mut sync = w
+        .command(&["daemon", "--once", "--git-url", &url, GC])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 once collection has begun.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count() == 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "collection never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    let left = count();
+    assert!(
+        left > 50,
+        "the sync finished collecting before it was killed; nothing was tested"
+    );
+
+    let summary = w.once_file(&[GC]).ok();
+    assert_eq!(count(), 50, "{summary}");
+    assert!(
+        summary.contains(&format!("deleted={}", left - 50)),
+        "{summary}"
+    );
+    assert!(w.once_file(&[GC]).ok().contains("deleted=0"));
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
