@@ -1083,43 +1083,7 @@ impl DocEdit<'_> {
             return Ok(());
         }
         // Reported at the key: anchors and block indicators stand on its line.
-        let problem = |reason: &str| Err(self.layout(key, reason));
-        if value.start < key.end {
-            return problem("the value does not follow its key");
-        }
-        let Some(mut rest) = self.text[key.end..value.start]
-            .trim_start()
-            .strip_prefix(':')
-        else {
-            return problem("the key is not followed by ':'");
-        };
-        loop {
-            rest = rest.trim_start();
-            if rest.is_empty() {
-                return Ok(());
-            }
-            if rest.starts_with('#') {
-                rest = rest.find('\n').map_or("", |i| &rest[i..]);
-                continue;
-            }
-            let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            match (rest.as_bytes()[0], &rest[..len]) {
-                (b'&', _) => {
-                    return problem(
-                        "it carries a YAML anchor (&…), so other places may share it through an alias; \
-                         write the value out where it is used instead",
-                    )
-                }
-                (b'|' | b'>', _) => {
-                    return problem(
-                        "its value is a block scalar (| or >); write it as a one-line value",
-                    )
-                }
-                // A list at its key's indentation starts at its first item, after the `-`.
-                (b'!', _) | (_, "-") => rest = &rest[len..],
-                (_, token) => return problem(&format!("unexpected '{token}' before the value")),
-            }
-        }
+        spans::check_between(self.text, key, value).map_err(|reason| self.layout(key, &reason))
     }
 
     /// Refuses a subtree to be moved or re-indented that holds aliases, anchors or block scalars.

@@ -323,10 +323,7 @@ fn find(
 
 /// Ids compared as a person names a workload: the group only when both know it.
 fn same(a: &ObjectId, b: &ObjectId) -> bool {
-    a.kind.eq_ignore_ascii_case(&b.kind)
-        && a.name == b.name
-        && a.namespace == b.namespace
-        && (a.group.is_empty() || b.group.is_empty() || a.group == b.group)
+    a.matches(b) || b.matches(a)
 }
 
 /// Writes one change, saving each file in `backup` before it changes.

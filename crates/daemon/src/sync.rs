@@ -277,13 +277,18 @@ impl Syncer {
         let planned = self.engine.plan(snapshot.resources, &self.opts).await?;
         let client = self.engine.client();
         let previous = self.inventory.load(client).await?;
+        let mut state = previous.clone().unwrap_or_default();
         // Intent first: if this sync dies after its first write, the next one still knows what it wrote.
         let intent = planned.refs();
-        self.inventory.mark_pending(client, &intent).await?;
+        self.inventory
+            .mark_pending(client, &mut state, &intent)
+            .await?;
         stages.mark("plan");
         let report = self.engine.apply(planned, &self.opts).await?;
         stages.mark("apply");
-        let gc = self.collect_garbage(&report, previous, &intent).await?;
+        let gc = self
+            .collect_garbage(&report, previous, state, &intent)
+            .await?;
         stages.mark("gc");
         self.marker
             .write(&revision, &*self.repo.lock().await, self.engine.client())
@@ -327,6 +332,7 @@ impl Syncer {
         &self,
         report: &tether_apply::Report,
         previous: Option<tether_record::Stored>,
+        mut state: tether_record::Stored,
         intent: &[ObjectRef],
     ) -> Result<PruneReport, SyncError> {
         let suspect = previous.as_ref().is_none_or(|p| !p.pending.is_empty());
@@ -388,7 +394,9 @@ impl Syncer {
             }
         };
         let next = gc::next_inventory(&report.applied, retained, &prev, &rendered);
-        self.inventory.store(client, &next, &accounted).await?;
+        self.inventory
+            .store(client, &mut state, &next, &accounted)
+            .await?;
         Ok(gc)
     }
 }

@@ -132,9 +132,10 @@ impl Inventory {
     pub async fn mark_pending(
         &self,
         client: &kube::Client,
+        state: &mut Stored,
         intent: &[ObjectRef],
     ) -> Result<bool, InventoryError> {
-        self.update(client, |current| {
+        self.update(client, state, |current| {
             let known: BTreeSet<&ObjectId> = current
                 .objects
                 .iter()
@@ -162,10 +163,11 @@ impl Inventory {
     pub async fn store(
         &self,
         client: &kube::Client,
+        state: &mut Stored,
         refs: &[ObjectRef],
         accounted: &BTreeSet<ObjectId>,
     ) -> Result<bool, InventoryError> {
-        self.update(client, |current| {
+        self.update(client, state, |current| {
             let mut objects = refs.to_vec();
             objects.sort();
             objects.dedup_by(|a, b| a.id == b.id);
@@ -182,18 +184,21 @@ impl Inventory {
         .await
     }
 
-    /// Reads the inventory, asks `change` for the new objects and pending entries (`None`: no change), and
-    /// writes them on condition that nobody wrote in between; reads again and retries when somebody did.
+    /// Asks `change` for the new objects and pending entries given `state` (what the caller last read or
+    /// wrote; `None` from `change`: no change), and writes them on condition that nobody wrote since;
+    /// reads again and retries when somebody did. `state` is then what is stored, so a sync reads the
+    /// inventory once, not once per write.
     async fn update(
         &self,
         client: &kube::Client,
+        state: &mut Stored,
         mut change: impl FnMut(&Stored) -> Option<(Vec<ObjectRef>, Vec<ObjectRef>)>,
     ) -> Result<bool, InventoryError> {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
         let mut attempt = 0;
         loop {
-            let current = self.load(client).await?.unwrap_or_default();
-            let Some((objects, pending)) = change(&current) else {
+            let current = &*state;
+            let Some((objects, pending)) = change(current) else {
                 return Ok(false);
             };
             let mut metadata = serde_json::json!({
@@ -224,9 +229,17 @@ impl Inventory {
                 )
                 .await
             {
-                Ok(_) => return Ok(true),
+                Ok(written) => {
+                    *state = Stored {
+                        objects,
+                        pending,
+                        resource_version: written.metadata.resource_version,
+                    };
+                    return Ok(true);
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_RETRIES => {
                     attempt += 1;
+                    *state = self.load(client).await?.unwrap_or_default();
                 }
                 Err(source) => return Err(self.api_error("write", source)),
             }

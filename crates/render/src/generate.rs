@@ -362,35 +362,11 @@ impl FluxConfig {
             let text = self
                 .run(&export, config, g, &[])
                 .map_err(|e| self.fail(e))?;
-            let mut resources = Vec::new();
-            let mut errors = Vec::new();
-            let mut not_objects = Vec::new();
-            crate::yaml::parse_file(
-                &self.file,
+            let resources = crate::yaml::parse_output(
+                &self.at(),
+                &format!("generator `{}`", g.command),
                 &text,
-                &mut resources,
-                &mut errors,
-                &mut not_objects,
-            );
-            errors.extend(not_objects.into_iter().map(|at| FileError {
-                at,
-                message: "object has no apiVersion and no kind".into(),
-            }));
-            if !errors.is_empty() {
-                return Err(errors
-                    .into_iter()
-                    .map(|e| FileError {
-                        at: self.at(),
-                        message: format!(
-                            "in the output of generator `{}` (line {}): {}",
-                            g.command, e.at.line, e.message
-                        ),
-                    })
-                    .collect());
-            }
-            for r in &mut resources {
-                r.source = self.at();
-            }
+            )?;
             out.extend(resources);
         }
         if let Some(patch_file) = self.patch_file() {

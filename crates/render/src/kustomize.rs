@@ -100,34 +100,7 @@ impl Kustomize {
                 t
             }
         };
-        let mut out = Vec::new();
-        let mut errors = Vec::new();
-        // Everything kustomize emits is an object; a document without apiVersion and kind is an error here.
-        let mut not_objects = Vec::new();
-        crate::yaml::parse_file(&at.file, &text, &mut out, &mut errors, &mut not_objects);
-        for line in not_objects {
-            errors.push(FileError {
-                at: line,
-                message: "object has no apiVersion and no kind".into(),
-            });
-        }
-        // Lines of kustomize's output mean nothing to a reader of the repository: everything points at the
-        // kustomization that produced it.
-        for e in &mut errors {
-            e.message = format!(
-                "in the output of kustomize build (line {}): {}",
-                e.at.line, e.message
-            );
-            e.at = at.clone();
-        }
-        for r in &mut out {
-            r.source = at.clone();
-        }
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            Err(errors)
-        }
+        crate::yaml::parse_output(&at, "kustomize build", &text)
     }
 
     fn key(&self, root: &Path, inputs: &BTreeSet<String>) -> String {

@@ -45,6 +45,40 @@ pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
+/// Parses what a program printed (kustomize, a `.flux.yaml` generator) into resources. Everything it
+/// emits must be an object; and since lines of its output mean nothing to a reader of the repository, every
+/// object and every problem points at `at` (the file that asked for it), naming `producer` and the line.
+pub(crate) fn parse_output(
+    at: &Provenance,
+    producer: &str,
+    text: &str,
+) -> Result<Vec<Resource>, Vec<FileError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut not_objects = Vec::new();
+    parse_file(&at.file, text, &mut out, &mut errors, &mut not_objects);
+    errors.extend(not_objects.into_iter().map(|line| FileError {
+        at: line,
+        message: "object has no apiVersion and no kind".into(),
+    }));
+    if !errors.is_empty() {
+        return Err(errors
+            .into_iter()
+            .map(|e| FileError {
+                at: at.clone(),
+                message: format!(
+                    "in the output of {producer} (line {}): {}",
+                    e.at.line, e.message
+                ),
+            })
+            .collect());
+    }
+    for r in &mut out {
+        r.source = at.clone();
+    }
+    Ok(out)
+}
+
 /// Parses one file's documents into resources, or records why not. Mappings with neither `apiVersion` nor
 /// `kind` (CI configs, Helm values, notes under a synced path) are not Kubernetes objects: they go to
 /// `skipped`, as Flux v1 skipped them; one with only one of the two stays an error.

@@ -147,8 +147,8 @@ pub(crate) fn is_flow(text: &str, node: &Node) -> bool {
     matches!(text.as_bytes().get(node.start), Some(b'{' | b'['))
 }
 
-/// Checks what stands between a key and its scalar value, so that a block scalar, an anchor or anything
-/// unexpected is refused instead of mis-edited. Tags (`!!str`) and comments are fine.
+/// Checks what stands between a key and its value, so that a block scalar, an anchor or anything
+/// unexpected is refused instead of mis-edited. Tags (`!!str`), comments and a list's `-` are fine.
 pub(crate) fn check_between(text: &str, key: &Node, value: &Node) -> Result<(), String> {
     if value.start < key.end {
         return Err("the value does not follow its key".to_owned());
@@ -181,7 +181,8 @@ pub(crate) fn check_between(text: &str, key: &Node, value: &Node) -> Result<(), 
                     "it is a block scalar ({token}); write it as a one-line value"
                 ))
             }
-            b'!' => rest = &rest[token_len..],
+            // A tag; or the `-` of a list written at its key's indentation (the list starts at its item).
+            _ if token.starts_with('!') || token == "-" => rest = &rest[token_len..],
             _ => return Err(format!("unexpected '{token}' before the value")),
         }
     }

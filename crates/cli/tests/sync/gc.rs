@@ -372,46 +372,62 @@ fn a_lost_inventory_does_not_orphan_anything() {
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
-#[test]
-fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
-    let w = World::new("gc-kill");
-    let n = w.n.clone();
-    let mut files = vec![("ns.yaml".to_owned(), ns(&n))];
-    for i in 0..400 {
-        files.push((format!("cm/{i:03}.yaml"), cm(&n, &format!("c{i:03}"))));
+/// Commits a Namespace and `count` ConfigMaps `c000`, `c001`, ... in files `cm/000.yaml`, ...
+fn many_config_maps(w: &World, count: usize) {
+    let n = &w.n;
+    let mut files = vec![("ns.yaml".to_owned(), ns(n))];
+    for i in 0..count {
+        files.push((format!("cm/{i:03}.yaml"), cm(n, &format!("c{i:03}"))));
     }
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_str()))
         .collect();
     w.repo.write(&refs);
-    w.repo.commit("400 config maps");
+    w.repo.commit(&format!("{count} config maps"));
+}
+
+/// The names of the ConfigMaps `c…` in the test's namespace.
+fn config_maps(w: &World) -> Vec<String> {
+    w.kubectl(&["-n", &w.n, "get", "configmaps", "-o", "name"])
+        .lines()
+        .filter(|l| l.starts_with("configmap/c"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts `tether daemon --once` with GC and `extra` flags and kills it with SIGKILL once `started` holds.
+fn kill_when(w: &World, extra: &[&str], started: impl Fn() -> bool) {
     let url = w.repo.file_url();
+    let mut args = vec!["daemon", "--once", "--git-url", &url, GC];
+    args.extend_from_slice(extra);
     let mut sync = w
-        .command(&[
-            "daemon",
-            "--once",
-            "--git-url",
-            &url,
-            GC,
-            "--apply-concurrency",
-            "1",
-        ])
+        .command(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // kill -9 as soon as the first object exists: the sync is between its first and last write.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while w.get(&["namespace", &n]).is_none() {
+    while !started() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the sync never started writing"
+            "the sync never got that far"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     sync.kill().unwrap();
     sync.wait().unwrap();
+}
+
+#[test]
+fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
+    let w = World::new("gc-kill");
+    let n = w.n.clone();
+    many_config_maps(&w, 400);
+    // kill -9 as soon as the first object exists: the sync is between its first and last write.
+    kill_when(&w, &["--apply-concurrency", "1"], || {
+        w.get(&["namespace", &n]).is_some()
+    });
     let inventory = w
         .get(&["-n", "default", &format!("configmap/{n}-inventory")])
         .expect("the intent was recorded before the first write");
@@ -420,11 +436,7 @@ fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
         .unwrap_or_default()
         .to_owned();
     assert!(pending.contains(&format!("{n} c399")), "{pending}");
-    let created = w
-        .kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
-        .lines()
-        .filter(|l| l.starts_with("configmap/c"))
-        .count();
+    let created = config_maps(&w).len();
     assert!(
         created < 400,
         "the sync finished before it was killed; nothing was tested"
@@ -436,12 +448,7 @@ fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
     }
     w.repo.commit("drop half");
     w.once_file(&[GC]).ok();
-    let left: Vec<String> = w
-        .kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
-        .lines()
-        .filter(|l| l.starts_with("configmap/c"))
-        .map(str::to_owned)
-        .collect();
+    let left = config_maps(&w);
     assert_eq!(left.len(), 200, "{left:?}");
     assert!(left.iter().all(|l| l
         .trim_start_matches("configmap/c")
@@ -502,45 +509,15 @@ fn a_sync_does_not_silently_take_another_syncs_object() {
 fn a_sync_killed_while_collecting_finishes_the_job_at_the_next_one() {
     let w = World::new("gc-kill-prune");
     let n = w.n.clone();
-    let mut files = vec![("ns.yaml".to_owned(), ns(&n))];
-    for i in 0..300 {
-        files.push((format!("cm/{i:03}.yaml"), cm(&n, &format!("c{i:03}"))));
-    }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    w.repo.write(&refs);
-    w.repo.commit("300 config maps");
+    many_config_maps(&w, 300);
     w.once_file(&[GC]).ok();
     for i in 0..250 {
         w.repo.remove(&format!("cm/{i:03}.yaml"));
     }
     w.repo.commit("drop 250");
-    let count = || {
-        w.kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
-            .lines()
-            .filter(|l| l.starts_with("configmap/c"))
-            .count()
-    };
-    let url = w.repo.file_url();
-    let mut sync = w
-        .command(&["daemon", "--once", "--git-url", &url, GC])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let count = || config_maps(&w).len();
     // kill -9 once collection has begun.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while count() == 300 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "collection never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    sync.kill().unwrap();
-    sync.wait().unwrap();
+    kill_when(&w, &[], || count() < 300);
     let left = count();
     assert!(
         left > 50,
