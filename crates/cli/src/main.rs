@@ -6,6 +6,7 @@ mod advice;
 mod flags;
 mod identity;
 mod images;
+mod install;
 mod migrate;
 mod out;
 mod policy;
@@ -41,6 +42,8 @@ enum Command {
     Migrate(Box<migrate::MigrateArgs>),
     /// Print the agent's deploy key (its public half, to add to the repository), or rotate it.
     Identity(Box<identity::IdentityArgs>),
+    /// Print the manifests that run tether in a cluster (or write them, one file per object, with -o DIR).
+    Install(Box<install::InstallArgs>),
     /// Print the version.
     Version,
 }
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
             policy::lock(&rt, *args, policy::Lock::Unlock)
         }),
+        Command::Install(args) => install::run(*args),
         Command::Identity(args) => {
             runtime().map_or(ExitCode::FAILURE, |rt| identity::run(&rt, *args))
         }

@@ -10,6 +10,7 @@ mod gc;
 mod generation;
 mod git_access;
 mod identity;
+mod install;
 mod kustomize;
 mod least_privilege;
 mod old_repos;
