@@ -122,6 +122,45 @@ pub async fn commit(
     Ok(done.map(|(_, commit)| commit))
 }
 
+/// Applies `updates` to `workload` on the branch head and pushes one commit with Flux v1's subject and
+/// `message`/`user` in its body. A tag filter with an empty container name means every container of the
+/// workload, read from the rendered head. Returns the subject and the commit (`None`: nothing to change).
+pub async fn apply_policy(
+    repo: &Repo,
+    at: Paths<'_>,
+    workload: &ObjectId,
+    updates: &[PolicyUpdate],
+    message: Option<&str>,
+    user: Option<&str>,
+) -> Result<(String, Option<String>), Error> {
+    let mut changes = Vec::new();
+    for u in updates {
+        match u {
+            PolicyUpdate::Tag { container, pattern } if container.is_empty() => {
+                let head = tether_render::Snapshot::head(repo, at.paths, at.renderer).await?;
+                let w = crate::workloads(&head.resources, at.default_namespace)
+                    .into_iter()
+                    .find(|w| workload.matches(&w.id))
+                    .ok_or_else(|| writeback::WriteError::NoWorkload(workload.to_string()))?;
+                for c in &w.containers {
+                    changes.extend(
+                        PolicyUpdate::Tag {
+                            container: c.name.clone(),
+                            pattern: pattern.clone(),
+                        }
+                        .changes(),
+                    );
+                }
+            }
+            u => changes.extend(u.changes()),
+        }
+    }
+    let subject = subject(workload, updates);
+    let full = commit_message(&subject, message, user);
+    let commit = commit(repo, at, workload, &changes, &full).await?;
+    Ok((subject, commit))
+}
+
 /// Makes a change in a fresh worktree of the branch head with `edit` (which returns what it did, the commit
 /// message and the files it changed, or `None` for nothing to do), commits exactly those files (not what a
 /// generator may have left behind) and pushes; redoes it on the new head when the branch moved meanwhile.

@@ -6,13 +6,14 @@ pub mod credentials;
 pub mod list;
 pub mod migrate;
 pub mod policy;
+pub mod release;
 pub mod run;
 pub mod update;
 pub mod workload;
 pub mod writeback;
 pub mod yaml_edit;
 
-pub use list::{list_images, render_table, ContainerImages};
+pub use list::{list_images, ContainerImages};
 pub use run::{Automation, AutomationConfig, ContainerError, Pass, WorkloadError};
 pub use update::{commit_message, write_updates, ImageUpdate};
 pub use workload::{workloads, Container, Workload};

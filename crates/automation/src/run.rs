@@ -11,7 +11,7 @@ use tether_source::Repo;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::update::{commit_message, write_updates, ImageUpdate};
+use crate::update::{commit_message, ImageUpdate};
 use crate::workload::{workloads, Workload};
 use crate::writeback::WriteError;
 
@@ -219,8 +219,26 @@ impl Automation {
         Ok(pass)
     }
 
-    /// The updates one workload's containers need, or why it could not be considered.
-    async fn scan_workload(
+    /// Per container of `workloads`, the newest `limit` candidates its policy allows, asked with each
+    /// workload's own pull credentials (the agent's `list-images`).
+    pub async fn images(
+        &self,
+        workloads: &[Workload],
+        limit: usize,
+    ) -> Vec<crate::list::ContainerImages> {
+        let mut out = Vec::new();
+        for w in workloads {
+            let creds =
+                crate::credentials::for_workload(&self.kube, w, &self.cfg.docker_config).await;
+            let one = std::slice::from_ref(w);
+            out.extend(crate::list::list_images(&self.registry, one, None, limit, &creds).await);
+        }
+        out
+    }
+
+    /// The updates one workload's containers need (each to the newest tag its policy allows), or why it
+    /// could not be considered.
+    pub async fn scan_workload(
         &self,
         w: Workload,
     ) -> (ObjectId, Result<Vec<ImageUpdate>, WorkloadError>) {
@@ -300,31 +318,16 @@ impl Automation {
         Error,
     > {
         let repo = self.repo.lock().await;
-        let mut refused = Vec::new();
-        let done = crate::change::edit_and_push(&repo, "automation", |root| {
-            let tree = crate::writeback::Tree {
-                root,
-                at: crate::writeback::Paths {
-                    paths: &self.cfg.paths,
-                    renderer: &self.cfg.renderer,
-                    default_namespace: &self.cfg.default_namespace,
-                },
-            };
-            let applied = write_updates(&tree, updates)?;
-            for (id, e) in &applied.refused {
-                warn!(component = "automation", workload = %id, error = %e, "not updated");
-            }
-            refused = applied.refused;
-            Ok((!applied.updates.is_empty()).then(|| {
-                let message = commit_message(&applied.updates);
-                (applied.updates, message, applied.files)
-            }))
-        })
-        .await?;
-        Ok(match done {
-            Some((applied, commit)) => (applied, Some(commit), refused),
-            None => (Vec::new(), None, refused),
-        })
+        let at = crate::writeback::Paths {
+            paths: &self.cfg.paths,
+            renderer: &self.cfg.renderer,
+            default_namespace: &self.cfg.default_namespace,
+        };
+        let done = crate::release::commit(&repo, at, updates, commit_message).await?;
+        for (id, e) in &done.refused {
+            warn!(component = "automation", workload = %id, error = %e, "not updated");
+        }
+        Ok((done.applied, done.commit, done.refused))
     }
 }
 

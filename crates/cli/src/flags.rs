@@ -52,8 +52,9 @@ impl From<LogFormatArg> for LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Repository: ssh://, git@host:path, https://, file:// or a local path.
+    /// (Required by `daemon`; the other commands work through the agent without it.)
     #[arg(long, env = "TETHER_GIT_URL")]
-    pub git_url: String,
+    pub git_url: Option<String>,
     /// Branch to sync.
     #[arg(long, default_value = "main")]
     pub git_branch: String,
@@ -190,6 +191,9 @@ pub struct DaemonArgs {
     /// Address of /healthz, /readyz and /metrics (not served with --once).
     #[arg(long, default_value = "0.0.0.0:3031")]
     pub listen_metrics: std::net::SocketAddr,
+    /// Address of the API (`docs/api.md`; not served with --once). Every call needs a bearer token.
+    #[arg(long, default_value = "0.0.0.0:3030")]
+    pub listen: std::net::SocketAddr,
     /// Writes in flight at once while applying.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
@@ -303,6 +307,7 @@ impl DaemonArgs {
             log_format: self.log_format.into(),
             automation,
             listen_metrics: self.listen_metrics,
+            listen: self.listen,
             explain: crate::advice::explain,
         })
     }
@@ -344,7 +349,12 @@ pub struct Source {
 impl SourceArgs {
     /// Validates the source flags.
     pub fn settle(&self) -> Result<Source, String> {
-        let url = GitUrl::parse(&self.git_url)?;
+        let Some(given) = &self.git_url else {
+            return Err(
+                "--git-url is required: the repository to read (or set TETHER_GIT_URL)".to_owned(),
+            );
+        };
+        let url = GitUrl::parse(given)?;
         if self.git_branch.trim().is_empty() || self.git_branch.starts_with('-') {
             return Err(format!(
                 "--git-branch '{}' is not a branch name",

@@ -1,29 +1,29 @@
-//! `tether list-images`: offline, straight from Git and the registries.
+//! `tether list-images`: through the agent (its registry cache), or, with `--git-url`, offline straight from
+//! Git and the registries.
 
 use std::process::ExitCode;
 
 use crate::flags::{RegistryArgs, SourceArgs};
-use clap::{Args, ValueEnum};
+use crate::remote::Connect;
+use crate::table::Output;
+use clap::Args;
 use tether_core::ObjectId;
 use tether_registry::RegistryClient;
 use tether_render::{Renderer, Snapshot};
 use tether_source::Repo;
 
-/// Output format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Output {
-    /// A table for people.
-    Table,
-    /// JSON for scripts.
-    Json,
-}
-
 /// Flags of `tether list-images`.
 #[derive(Debug, Args)]
 pub struct ListImagesArgs {
-    /// Where the manifests come from.
+    /// With --git-url: read the repository and registries directly instead of asking the agent.
     #[command(flatten)]
     source: SourceArgs,
+    /// How to reach the agent (without --git-url).
+    #[command(flatten)]
+    connect: Connect,
+    /// Namespace of the workloads (through the agent) [default: every namespace you may read].
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
     /// How registries are queried.
     #[command(flatten)]
     registry: RegistryArgs,
@@ -43,6 +43,16 @@ pub struct ListImagesArgs {
 
 /// Runs the command.
 pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
+    if args.source.git_url.is_none() {
+        return crate::calls::list_images(
+            rt,
+            &args.connect,
+            args.namespace.clone(),
+            args.workload.clone(),
+            args.limit,
+            args.output,
+        );
+    }
     let settled = args.source.settle().and_then(|s| {
         let only = args
             .workload
@@ -82,23 +92,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: ListImagesArgs) -> ExitCode {
         )
     });
     match result {
-        Ok(rows) => {
-            match args.output {
-                Output::Table => crate::out::out!("{}", tether_automation::render_table(&rows)),
-                Output::Json => match serde_json::to_string_pretty(&rows) {
-                    Ok(s) => crate::out::outln!("{s}"),
-                    Err(e) => {
-                        eprintln!("tether: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-            }
-            if rows.iter().any(|r| r.error.is_some()) {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+        Ok(rows) => crate::calls::print_images(&tether_daemon::api::images_of(rows), args.output),
         Err(e) => {
             eprintln!(
                 "tether: {}",

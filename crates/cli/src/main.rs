@@ -3,17 +3,21 @@
 //! Exit codes: 0 success, 1 the operation failed, 64 the command line or configuration is invalid.
 
 mod advice;
+mod calls;
 mod flags;
+mod forward;
 mod identity;
 mod images;
 mod install;
 mod migrate;
 mod out;
 mod policy;
+mod remote;
+mod table;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use flags::DaemonArgs;
 
 /// tether keeps a Kubernetes cluster equal to a Git repository.
@@ -28,13 +32,25 @@ struct Cli {
 enum Command {
     /// Run the sync loop (or one sync with --once) against the cluster in KUBECONFIG / in-cluster config.
     Daemon(Box<DaemonArgs>),
-    /// Run one image-automation pass now: find newer allowed tags for automated workloads, commit and push.
-    Automate(Box<DaemonArgs>),
-    /// Show, per container, the image in Git and the newest tags its policy allows (offline: no daemon).
+    /// Run one image-automation pass now, without the agent: newer allowed tags for automated workloads,
+    /// committed and pushed (the agent does this on its own every --automation-interval).
+    UpdateImages(Box<DaemonArgs>),
+    /// Ask the agent to fetch and apply now (also an unchanged commit, repairing drift); waits for the result.
+    Sync(Box<calls::SyncArgs>),
+    /// List the workloads the agent deploys: the image running, rollout status, policies, last error.
+    ListWorkloads(Box<calls::ListWorkloadsArgs>),
+    /// Show, per container, the image and the newest tags its policy allows (through the agent, or offline
+    /// with --git-url).
     ListImages(Box<images::ListImagesArgs>),
-    /// Lock a workload: image automation and releases leave it alone (one commit, pushed).
+    /// Release an image (or the newest allowed ones) to workloads: one commit, pushed and deployed.
+    Release(Box<calls::ReleaseArgs>),
+    /// Let image automation update a workload (one commit).
+    Automate(Box<policy::LockArgs>),
+    /// Stop image automation for a workload (one commit).
+    Deautomate(Box<policy::LockArgs>),
+    /// Lock a workload: image automation and releases leave it alone (one commit).
     Lock(Box<policy::LockArgs>),
-    /// Remove a workload's lock (one commit, pushed).
+    /// Remove a workload's lock (one commit).
     Unlock(Box<policy::LockArgs>),
     /// Change a workload's policies: automation, lock, tag filters (one commit, pushed).
     Policy(Box<policy::PolicyArgs>),
@@ -44,6 +60,11 @@ enum Command {
     Identity(Box<identity::IdentityArgs>),
     /// Print the manifests that run tether in a cluster (or write them, one file per object, with -o DIR).
     Install(Box<install::InstallArgs>),
+    /// Print a shell completion script (e.g. `source <(tether completion bash)`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the version.
     Version,
 }
@@ -68,15 +89,34 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Daemon(args) => daemon(*args, false),
-        Command::Automate(args) => daemon(*args, true),
+        Command::UpdateImages(args) => daemon(*args, true),
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tether", &mut script);
+            crate::out::write(&String::from_utf8_lossy(&script));
+            ExitCode::SUCCESS
+        }
+        Command::Sync(args) => runtime().map_or(ExitCode::FAILURE, |rt| calls::sync(&rt, *args)),
+        Command::ListWorkloads(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| calls::list_workloads(&rt, *args))
+        }
+        Command::Release(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| calls::release(&rt, *args))
+        }
+        Command::Automate(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            policy::toggle(&rt, *args, policy::Toggle::Automate)
+        }),
+        Command::Deautomate(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            policy::toggle(&rt, *args, policy::Toggle::Deautomate)
+        }),
         Command::ListImages(args) => {
             runtime().map_or(ExitCode::FAILURE, |rt| images::run(&rt, *args))
         }
         Command::Lock(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
-            policy::lock(&rt, *args, policy::Lock::Lock)
+            policy::toggle(&rt, *args, policy::Toggle::Lock)
         }),
         Command::Unlock(args) => runtime().map_or(ExitCode::FAILURE, |rt| {
-            policy::lock(&rt, *args, policy::Lock::Unlock)
+            policy::toggle(&rt, *args, policy::Toggle::Unlock)
         }),
         Command::Install(args) => install::run(*args),
         Command::Identity(args) => {

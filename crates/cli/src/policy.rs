@@ -1,6 +1,6 @@
-//! `tether lock`, `tether unlock` and `tether policy`: change a workload's policies in Git, committed and
-//! pushed as one commit with Flux v1's message. Until the agent's API exists these work straight on the
-//! repository, with the same source flags as the daemon.
+//! `tether lock`, `unlock`, `automate`, `deautomate` and `policy`: change a workload's policies in Git, one
+//! commit with Flux v1's message. Through the agent (its API pushes and deploys the commit), or, with
+//! `--git-url`, straight on the repository with the daemon's source flags.
 
 use std::process::ExitCode;
 
@@ -11,19 +11,24 @@ use tether_render::Renderer;
 use tether_source::Repo;
 
 use crate::flags::SourceArgs;
+use crate::remote::Connect;
+use tether_api::{PolicyRequest, TagFilter};
 
 /// Which workload, and who asks.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// Where the manifests come from.
+    /// With --git-url: work on the repository directly instead of through the agent.
     #[command(flatten)]
     source: SourceArgs,
+    /// How to reach the agent (without --git-url).
+    #[command(flatten)]
+    connect: Connect,
     /// The workload: `namespace:kind/name`, or `kind/name` in --namespace.
     #[arg(long, short = 'w')]
     workload: String,
-    /// Namespace of a workload given as `kind/name`.
-    #[arg(long, short = 'n', default_value = "default")]
-    namespace: String,
+    /// Namespace of a workload given as `kind/name` [default: the kubeconfig context's, else "default"].
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
     /// Namespace of namespaced objects the manifests write without one.
     #[arg(long, default_value = "default")]
     k8s_default_namespace: String,
@@ -69,22 +74,28 @@ pub struct PolicyArgs {
 
 /// Which command.
 #[derive(Debug, Clone, Copy)]
-pub enum Lock {
+pub enum Toggle {
     /// `tether lock`.
     Lock,
     /// `tether unlock`.
     Unlock,
+    /// `tether automate`.
+    Automate,
+    /// `tether deautomate`.
+    Deautomate,
 }
 
-/// Runs `tether lock` or `tether unlock`.
-pub fn lock(rt: &tokio::runtime::Runtime, args: LockArgs, which: Lock) -> ExitCode {
+/// Runs `tether lock`, `unlock`, `automate` or `deautomate`.
+pub fn toggle(rt: &tokio::runtime::Runtime, args: LockArgs, which: Toggle) -> ExitCode {
     let t = &args.target;
     let update = match which {
-        Lock::Lock => PolicyUpdate::Lock {
+        Toggle::Lock => PolicyUpdate::Lock {
             message: t.message.clone(),
             user: t.user.clone(),
         },
-        Lock::Unlock => PolicyUpdate::Unlock,
+        Toggle::Unlock => PolicyUpdate::Unlock,
+        Toggle::Automate => PolicyUpdate::Automate,
+        Toggle::Deautomate => PolicyUpdate::Deautomate,
     };
     run(rt, &args.target, vec![update])
 }
@@ -138,16 +149,42 @@ pub fn policy(rt: &tokio::runtime::Runtime, args: PolicyArgs) -> ExitCode {
 
 /// The workload named on the command line.
 fn workload(t: &Target) -> Result<ObjectId, String> {
-    let full = if t.workload.contains(':') {
-        t.workload.clone()
-    } else {
-        format!("{}:{}", t.namespace, t.workload)
+    let ns = t.namespace.as_deref().unwrap_or("default");
+    crate::remote::workload(&t.workload, ns).map_err(|e| e.to_string())
+}
+
+/// The request the agent's API takes for `updates`.
+fn request(t: &Target, updates: &[PolicyUpdate]) -> PolicyRequest {
+    let mut req = PolicyRequest {
+        workload: t.workload.clone(),
+        message: t.message.clone(),
+        user: t.user.clone(),
+        ..PolicyRequest::default()
     };
-    ObjectId::parse(&full).map_err(|e| format!("--workload: {e}"))
+    for u in updates {
+        match u {
+            PolicyUpdate::Lock { .. } => req.lock = Some(true),
+            PolicyUpdate::Unlock => req.lock = Some(false),
+            PolicyUpdate::Automate => req.automate = Some(true),
+            PolicyUpdate::Deautomate => req.automate = Some(false),
+            PolicyUpdate::Tag { container, pattern } if container.is_empty() => {
+                req.tag_all = Some(pattern.clone());
+            }
+            PolicyUpdate::Tag { container, pattern } => req.tags.push(TagFilter {
+                container: container.clone(),
+                pattern: pattern.clone(),
+            }),
+        }
+    }
+    req
 }
 
 fn run(rt: &tokio::runtime::Runtime, t: &Target, updates: Vec<PolicyUpdate>) -> ExitCode {
-    let settled = t.source.settle().and_then(|s| Ok((s, workload(t)?)));
+    if t.source.git_url.is_none() {
+        return crate::calls::policy(rt, &t.connect, t.namespace.clone(), request(t, &updates));
+    }
+    let source = &t.source;
+    let settled = source.settle().and_then(|s| Ok((s, workload(t)?)));
     let (source, id) = match settled {
         Ok(v) => v,
         Err(e) => {
@@ -163,44 +200,24 @@ fn run(rt: &tokio::runtime::Runtime, t: &Target, updates: Vec<PolicyUpdate>) -> 
             renderer: &renderer,
             default_namespace: &t.k8s_default_namespace,
         };
-        let mut changes = Vec::new();
-        for u in &updates {
-            match u {
-                PolicyUpdate::Tag { container, pattern } if container.is_empty() => {
-                    let head =
-                        tether_render::Snapshot::head(&repo, &source.paths, &renderer).await?;
-                    let w = tether_automation::workloads(&head.resources, &t.k8s_default_namespace)
-                        .into_iter()
-                        .find(|w| id.matches(&w.id))
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("{id} is not defined under the synced paths")
-                        })?;
-                    for c in &w.containers {
-                        changes.extend(
-                            PolicyUpdate::Tag {
-                                container: c.name.clone(),
-                                pattern: pattern.clone(),
-                            }
-                            .changes(),
-                        );
-                    }
-                }
-                u => changes.extend(u.changes()),
-            }
-        }
-        let message = change::commit_message(
-            &change::subject(&id, &updates),
-            t.message.as_deref(),
-            t.user.as_deref(),
-        );
-        Ok::<_, anyhow::Error>(change::commit(&repo, at, &id, &changes, &message).await?)
+        Ok::<_, anyhow::Error>(
+            change::apply_policy(
+                &repo,
+                at,
+                &id,
+                &updates,
+                t.message.as_deref(),
+                t.user.as_deref(),
+            )
+            .await?,
+        )
     });
     match result {
-        Ok(Some(commit)) => {
-            crate::out::outln!("{} {commit}", change::subject(&id, &updates));
+        Ok((subject, Some(commit))) => {
+            crate::out::outln!("{subject} {commit}");
             ExitCode::SUCCESS
         }
-        Ok(None) => {
+        Ok((_, None)) => {
             crate::out::outln!("{id}: nothing to change");
             ExitCode::SUCCESS
         }

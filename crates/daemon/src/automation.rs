@@ -41,7 +41,7 @@ pub async fn automate_once(cfg: Config) -> anyhow::Result<Pass> {
 
 /// Spawns the automation loop; `synced` is notified whenever a pass pushed a commit.
 pub(crate) fn spawn(
-    automation: Automation,
+    automation: Arc<Automation>,
     explain: Explain,
     interval: Duration,
     pushed: Arc<Notify>,

@@ -82,6 +82,8 @@ pub struct Config {
     pub automation: Option<AutomationSettings>,
     /// Admin server address.
     pub listen_metrics: std::net::SocketAddr,
+    /// API address.
+    pub listen: std::net::SocketAddr,
     /// How failures are described in the log.
     pub explain: Explain,
 }

@@ -3,8 +3,10 @@
 //! a settled [`Config`]; the `tether` binary owns the flags.
 
 pub mod admin;
+pub mod api;
 mod automation;
 pub mod config;
+pub mod control;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

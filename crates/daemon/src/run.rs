@@ -8,6 +8,7 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::sync::Notify;
 
 use crate::admin::AdminState;
+use crate::control::{record_of, Control, SyncRequest};
 
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
@@ -28,6 +29,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(component = "daemon", version = env!("CARGO_PKG_VERSION"), source = %cfg.git.url,
         branch = %cfg.git.branch, poll_interval = ?poll, sync_interval = ?full, "starting");
     let automation = cfg.automation.clone();
+    let automation_interval = automation
+        .as_ref()
+        .map_or(Duration::from_secs(60), |a| a.interval);
     let explain = cfg.explain;
     let readonly = cfg.readonly;
     // The loop must come round at least this often; /healthz fails when it has not (a stuck agent is
@@ -35,13 +39,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let stuck_after = cfg.sync_timeout + poll + Duration::from_secs(60);
     let admin = Arc::new(AdminState::new(stuck_after));
     crate::admin::serve(cfg.listen_metrics, admin.clone()).await?;
+    let listen = cfg.listen;
+    let sync_wait = cfg.sync_timeout + Duration::from_secs(30);
     let mut syncer = Syncer::new(cfg).await?;
     let pushed = Arc::new(Notify::new());
+    let automation = match &automation {
+        Some(settings) => Some(Arc::new(crate::automation::build(settings, &syncer)?)),
+        None => None,
+    };
+    let (control, mut requests) = Control::new();
+    crate::api::serve(
+        listen,
+        Arc::new(api_state(
+            &syncer,
+            control.clone(),
+            automation.clone(),
+            sync_wait,
+        )),
+    )
+    .await?;
     match automation {
-        Some(settings) => crate::automation::spawn(
-            crate::automation::build(&settings, &syncer)?,
+        Some(a) => crate::automation::spawn(
+            a,
             explain,
-            settings.interval,
+            automation_interval,
             pushed.clone(),
             admin.clone(),
         ),
@@ -60,6 +81,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut delays = backoff(poll);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    // Callers of the API waiting for the next sync; all answered by it.
+    let mut waiting: Vec<SyncRequest> = Vec::new();
     loop {
         admin.alive();
         let wake = next_poll.min(next_full);
@@ -71,13 +94,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ = sleep_until(wake) => {}
             // Automation pushed a commit: fetch and deploy it now rather than at the next poll.
             _ = pushed.notified() => next_poll = Instant::now(),
+            Some(r) = requests.recv() => waiting.push(r),
         }
-        if Instant::now() < next_poll.min(next_full) {
+        while let Ok(r) = requests.try_recv() {
+            waiting.push(r);
+        }
+        if waiting.is_empty() && Instant::now() < next_poll.min(next_full) {
             continue;
         }
         let now = Instant::now();
         let started = std::time::Instant::now();
-        let due_full = now >= next_full;
+        let started_at = std::time::SystemTime::now();
+        // Asked for a sync: apply even when the head has not moved, so a hand-made drift is repaired.
+        let due_full = now >= next_full || !waiting.is_empty();
         let work = async {
             if !due_full {
                 let head = syncer.fetch().await?;
@@ -97,8 +126,31 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 return Ok(());
             }
         };
+        let result = match result {
+            Ok(None) => {
+                next_poll = Instant::now() + poll;
+                continue;
+            }
+            Ok(Some(summary)) => Ok(summary),
+            Err(e) => Err(e),
+        };
+        let (record, by_object) = record_of(
+            result.as_ref(),
+            syncer.attempted().map(str::to_owned),
+            started_at,
+            started.elapsed(),
+            explain,
+        );
+        control.record(
+            record.clone(),
+            result.is_ok().then(|| syncer.workloads()),
+            by_object,
+        );
+        for w in waiting.drain(..) {
+            let _ = w.send(record.clone());
+        }
         match result {
-            Ok(Some(summary)) => {
+            Ok(summary) => {
                 admin.metrics.sync_succeeded(
                     summary.duration.as_secs_f64(),
                     &[
@@ -118,7 +170,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 next_full = Instant::now() + full;
                 next_poll = Instant::now() + poll;
             }
-            Ok(None) => next_poll = Instant::now() + poll,
             Err(e) => {
                 admin
                     .metrics
@@ -132,6 +183,43 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// What the API works with, taken from the syncer (sharing its clone, renderer and client).
+fn api_state(
+    syncer: &Syncer,
+    control: Arc<Control>,
+    automation: Option<Arc<tether_automation::Automation>>,
+    sync_wait: Duration,
+) -> crate::api::ApiState {
+    let cfg = syncer.config();
+    let deploy_key = match (&cfg.git.url, &cfg.git.auth.ssh_key, &cfg.deploy_key) {
+        (tether_source::GitUrl::Ssh(_), _, Some(name)) if syncer.uses_deploy_key() => {
+            Some(crate::identity::DeployKey {
+                namespace: syncer.namespace().to_owned(),
+                name: name.clone(),
+            })
+        }
+        _ => None,
+    };
+    crate::api::ApiState {
+        auth: crate::api::auth::Auth::new(syncer.client().clone()),
+        control,
+        kube: syncer.client().clone(),
+        repo: syncer.repo(),
+        renderer: syncer.renderer(),
+        paths: cfg.paths.clone(),
+        default_namespace: syncer.default_namespace().to_owned(),
+        namespace: syncer.namespace().to_owned(),
+        sync_name: cfg.sync_name.clone(),
+        source: cfg.git.url.to_string(),
+        branch: cfg.git.branch.clone(),
+        readonly: cfg.readonly,
+        automation,
+        deploy_key,
+        sync_wait,
+        explain: cfg.explain,
     }
 }
 

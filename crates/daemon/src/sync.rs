@@ -126,6 +126,12 @@ pub struct Syncer {
     opts: SyncOptions,
     renderer: Arc<Renderer>,
     write_checked: bool,
+    namespace: String,
+    uses_deploy_key: bool,
+    /// The commit the last sync tried, for its record when it failed.
+    attempted: Option<String>,
+    /// The workloads of the last commit applied successfully, for the API.
+    workloads: Arc<Vec<tether_automation::Workload>>,
 }
 
 /// A Kubernetes client from KUBECONFIG or the in-cluster config in which every request has a deadline: a
@@ -168,6 +174,7 @@ impl Syncer {
         };
         let inventory = Inventory::new(&namespace, &cfg.sync_name);
         let mut git = cfg.git.clone();
+        let mut uses_deploy_key = false;
         if let (tether_source::GitUrl::Ssh(_), None, Some(name)) =
             (&git.url, &git.auth.ssh_key, &cfg.deploy_key)
         {
@@ -185,6 +192,7 @@ impl Syncer {
             id.write_key_file(&file)?;
             info!(component = "identity", fingerprint = %id.fingerprint(), "using the deploy key");
             git.auth.ssh_key = Some(file);
+            uses_deploy_key = true;
         }
         let repo = Repo::open(git, &cfg.cache_dir).await?;
         let opts = SyncOptions {
@@ -203,6 +211,10 @@ impl Syncer {
             opts,
             cfg,
             write_checked: false,
+            namespace,
+            uses_deploy_key,
+            attempted: None,
+            workloads: Arc::default(),
         })
     }
 
@@ -226,6 +238,26 @@ impl Syncer {
         self.engine.client()
     }
 
+    /// tether's own namespace (state, inventory, deploy key).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The clone authenticates with the deploy key from its Secret (not --git-ssh-key).
+    pub fn uses_deploy_key(&self) -> bool {
+        self.uses_deploy_key
+    }
+
+    /// The commit the last sync tried (set once its fetch succeeded).
+    pub fn attempted(&self) -> Option<&str> {
+        self.attempted.as_deref()
+    }
+
+    /// The workloads of the last commit applied successfully.
+    pub fn workloads(&self) -> Arc<Vec<tether_automation::Workload>> {
+        self.workloads.clone()
+    }
+
     /// Namespace for namespaced objects that name none.
     pub fn default_namespace(&self) -> &str {
         &self.opts.default_namespace
@@ -247,7 +279,9 @@ impl Syncer {
 
     async fn sync_unbounded(&mut self) -> Result<SyncSummary, SyncError> {
         let started = Instant::now();
+        self.attempted = None;
         let revision = self.fetch().await?;
+        self.attempted = Some(revision.clone());
         let span = info_span!("sync", repo = %self.cfg.git.url, revision = short(&revision));
         self.sync_revision(revision, started).instrument(span).await
     }
@@ -274,6 +308,8 @@ impl Syncer {
         )
         .await?;
         stages.mark("checkout_render");
+        let workloads =
+            tether_automation::workloads(&snapshot.resources, &self.opts.default_namespace);
         let planned = self.engine.plan(snapshot.resources, &self.opts).await?;
         let client = self.engine.client();
         let previous = self.inventory.load(client).await?;
@@ -294,6 +330,7 @@ impl Syncer {
             .write(&revision, &*self.repo.lock().await, self.engine.client())
             .await?;
         stages.mark("record");
+        self.workloads = Arc::new(workloads);
         debug!(component = "sync", stages = %stages, "time per stage");
         let summary = SyncSummary {
             revision,

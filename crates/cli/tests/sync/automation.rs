@@ -62,7 +62,7 @@ impl Env {
     }
 
     pub(crate) fn automate(&self) -> Run {
-        self.run(&["automate"], &[])
+        self.run(&["update-images"], &[])
     }
 
     pub(crate) fn sync(&self) -> String {

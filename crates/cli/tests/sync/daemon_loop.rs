@@ -2,15 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::World;
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use crate::support::{http_get, wait_for, World};
 
 #[test]
 fn a_new_commit_is_applied_within_one_poll_interval() {
@@ -67,19 +59,6 @@ fn a_new_commit_is_applied_within_one_poll_interval() {
         metrics.contains(r#"tether_syncs_total{result="success",reason=""}"#),
         "{metrics}"
     );
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// An "API server" that accepts connections and never answers: what a SIGSTOPped or wedged server looks

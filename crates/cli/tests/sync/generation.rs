@@ -130,7 +130,7 @@ fn a_flux_kustomize_repo_syncs_each_overlay_and_automation_and_locks_write_only_
     assert_eq!(image_in(&production).0, format!("{image}:1.4.0"));
 
     // Automation under semver:~1.4: 1.4.9, written into the staging patch file only.
-    let out = e.run(&["automate"], &gen);
+    let out = e.run(&["update-images"], &gen);
     assert!(out.0.status.success(), "{}", out.stderr());
     assert!(out.stdout().contains("updates=1"), "{}", out.stdout());
     assert_eq!(e.files_of_head(), ["staging/flux-patch.yaml"]);
@@ -175,7 +175,7 @@ fn a_flux_kustomize_repo_syncs_each_overlay_and_automation_and_locks_write_only_
     );
     // Locked: a newer allowed tag is left alone.
     e.push("stefanprodan/podinfo", "1.4.10", "2024-04-01T00:00:00Z");
-    let out = e.run(&["automate"], &gen);
+    let out = e.run(&["update-images"], &gen);
     assert!(out.stdout().contains("updates=0"), "{}", out.stdout());
     // Unlocked: it is updated.
     let out = e.git_command(&["unlock", "--workload", &workload], &gen);
@@ -183,7 +183,7 @@ fn a_flux_kustomize_repo_syncs_each_overlay_and_automation_and_locks_write_only_
     assert!(e
         .message_of_head()
         .starts_with(&format!("Unlocked: {workload}")));
-    let out = e.run(&["automate"], &gen);
+    let out = e.run(&["update-images"], &gen);
     assert!(out.stdout().contains("updates=1"), "{}", out.stdout());
     assert_eq!(e.files_of_head(), ["staging/flux-patch.yaml"]);
     e.run(&["daemon", "--once"], &gen).ok();
@@ -227,7 +227,7 @@ fn a_plain_kustomize_overlay_is_automated_through_its_images_entry() {
     ];
     e.run(&["daemon", "--once"], &flags).ok();
     assert_eq!(e.image_of("podinfo"), format!("{image}:1.4.0"));
-    let out = e.run(&["automate"], &flags);
+    let out = e.run(&["update-images"], &flags);
     assert!(
         out.stdout().contains("updates=1"),
         "{}\n{}",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod apply;
 mod automation;
 mod daemon_loop;

@@ -47,11 +47,17 @@ impl World {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
         cmd.args(args);
         // Each test is its own sync (and so has its own inventory) unless it says otherwise.
-        if matches!(args.first(), Some(&"daemon" | &"automate")) && !args.contains(&"--sync-name") {
+        let daemon = matches!(args.first(), Some(&"daemon" | &"update-images"));
+        if daemon && !args.contains(&"--sync-name") {
             cmd.args(["--sync-name", &self.n]);
         }
-        // Every command that reads the repository keeps its clone in this test's cache.
-        if !matches!(args.first(), Some(&"identity" | &"version")) {
+        // A long-running daemon serves its API on a port of its own (tests read it from the log).
+        if daemon && !args.contains(&"--once") && !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        // Every command that reads the repository itself keeps its clone in this test's cache (those that
+        // call the agent have no clone).
+        if daemon || args.contains(&"--git-url") || matches!(args.first(), Some(&"migrate")) {
             cmd.arg("--cache-dir").arg(self.cache.path());
         }
         cmd.env("KUBECONFIG", &self.cluster.kubeconfig)
@@ -132,6 +138,16 @@ impl Run {
             .find(|l| l.starts_with("synced "))
             .unwrap_or_else(|| panic!("no summary in {out}"))
             .to_owned()
+    }
+    /// Asserts success and returns all of stdout.
+    pub fn out(&self) -> String {
+        assert!(
+            self.0.status.success(),
+            "tether failed:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self.stdout()
     }
     /// Asserts failure and returns tether's final error (everything after `tether: ` on stderr).
     pub fn failed(&self) -> String {
@@ -258,4 +274,42 @@ pub fn write(repo: &GitRepo, files: &[(String, String)]) {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     repo.write(&refs);
+}
+
+/// Polls `f` every 200 ms until it holds; fails naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// One plain HTTP/1.1 GET; the whole answer, status line first.
+pub fn http_get(addr: &str, path: &str) -> String {
+    http(addr, "GET", path, None)
+}
+
+/// One plain HTTP/1.1 request with an optional bearer token; the whole answer, status line first.
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A loopback address nothing listens on right now, for a daemon's listener.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
 }

@@ -1,0 +1,266 @@
+//! Who is calling, and may they: the bearer token is checked with a TokenReview and each call with a
+//! SubjectAccessReview on a virtual resource of group `tether.dev`, so the cluster's own RBAC decides (a team
+//! with a Role in `demo` may lock its workloads and nothing else). Answers are cached for a few seconds so a
+//! page refreshing itself does not cost two API requests per call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use sha2::{Digest, Sha256};
+use tether_api::{Resource, Verb};
+
+/// How long an answer of the API server is reused.
+const CACHE_FOR: Duration = Duration::from_secs(10);
+/// Entries kept before the caches are emptied (a bound, not a tuning knob).
+const CACHE_MAX: usize = 10_000;
+
+/// An authenticated caller, as the TokenReview named them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct User {
+    /// The user name (`system:serviceaccount:ns:name` for a ServiceAccount).
+    pub name: String,
+    /// The uid.
+    pub uid: Option<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Extra attributes, passed on to the SubjectAccessReview.
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// A refusal: the status to answer and a one-line reason.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    /// 401, 403 or 503.
+    pub status: StatusCode,
+    /// Why, naming the verb, resource and namespace.
+    pub message: String,
+}
+
+impl Denied {
+    fn new(status: StatusCode, message: String) -> Self {
+        Denied { status, message }
+    }
+}
+
+/// A token's hash → who it is (`None`: not valid) and when the API server said so.
+type Users = HashMap<[u8; 32], (Option<User>, Instant)>;
+
+type Access = (
+    String,
+    Vec<String>,
+    &'static str,
+    &'static str,
+    String,
+    String,
+);
+
+/// Checks tokens and permissions against the cluster.
+pub struct Auth {
+    client: kube::Client,
+    users: Mutex<Users>,
+    decisions: Mutex<HashMap<Access, (bool, String, Instant)>>,
+}
+
+impl Auth {
+    /// Checks with `client`, whose identity needs `create` on tokenreviews and subjectaccessreviews.
+    pub fn new(client: kube::Client) -> Self {
+        Auth {
+            client,
+            users: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The caller of a request with this `Authorization` header.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<User, Denied> {
+        let token = header
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Denied::new(
+                    StatusCode::UNAUTHORIZED,
+                    "no bearer token: send `Authorization: Bearer <token>` (the CLI uses --token, \
+                     $TETHER_TOKEN or the current kubeconfig context's token)"
+                        .to_owned(),
+                )
+            })?;
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some((user, at)) = lock(&self.users).get(&key).cloned() {
+            if at.elapsed() < CACHE_FOR {
+                return user.ok_or_else(invalid);
+            }
+        }
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: token.to_owned(),
+                audiences: None,
+            },
+            ..TokenReview::default()
+        };
+        let answer = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                Denied::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "cannot check the token with a TokenReview: {e}; the agent needs create on \
+                         tokenreviews.authentication.k8s.io"
+                    ),
+                )
+            })?;
+        let user = answer
+            .status
+            .filter(|s| s.authenticated == Some(true))
+            .and_then(|s| s.user)
+            .and_then(|u| {
+                Some(User {
+                    name: u.username?,
+                    uid: u.uid,
+                    groups: u.groups.unwrap_or_default(),
+                    extra: u.extra.unwrap_or_default(),
+                })
+            });
+        let mut users = lock(&self.users);
+        if users.len() > CACHE_MAX {
+            users.clear();
+        }
+        users.insert(key, (user.clone(), Instant::now()));
+        user.ok_or_else(invalid)
+    }
+
+    /// Whether `user` may `verb` the `resource` named `name` in `namespace`; a refusal says so in one line.
+    pub async fn authorize(
+        &self,
+        user: &User,
+        verb: Verb,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), Denied> {
+        let key: Access = (
+            user.name.clone(),
+            user.groups.clone(),
+            verb.as_str(),
+            resource.as_str(),
+            namespace.to_owned(),
+            name.to_owned(),
+        );
+        let cached = lock(&self.decisions)
+            .get(&key)
+            .filter(|(_, _, at)| at.elapsed() < CACHE_FOR)
+            .cloned();
+        let (allowed, reason) = match cached {
+            Some((a, r, _)) => (a, r),
+            None => {
+                let (a, r) = self.review(user, verb, resource, namespace, name).await?;
+                let mut d = lock(&self.decisions);
+                if d.len() > CACHE_MAX {
+                    d.clear();
+                }
+                d.insert(key, (a, r.clone(), Instant::now()));
+                (a, r)
+            }
+        };
+        if allowed {
+            return Ok(());
+        }
+        let what = if name.is_empty() {
+            format!(
+                "{} {}.{}",
+                verb.as_str(),
+                resource.as_str(),
+                tether_api::GROUP
+            )
+        } else {
+            format!(
+                "{} {}.{} {name}",
+                verb.as_str(),
+                resource.as_str(),
+                tether_api::GROUP
+            )
+        };
+        let reason = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        };
+        Err(Denied::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not {what} in namespace {namespace}{reason}; a Role there granting \
+                 `{}` on `{}` in apiGroup `{}` allows it",
+                user.name,
+                verb.as_str(),
+                resource.as_str(),
+                tether_api::GROUP
+            ),
+        ))
+    }
+
+    async fn review(
+        &self,
+        user: &User,
+        verb: Verb,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(bool, String), Denied> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.name.clone()),
+                uid: user.uid.clone(),
+                groups: Some(user.groups.clone()),
+                extra: Some(user.extra.clone()),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(tether_api::GROUP.to_owned()),
+                    resource: Some(resource.as_str().to_owned()),
+                    verb: Some(verb.as_str().to_owned()),
+                    namespace: Some(namespace.to_owned()),
+                    name: (!name.is_empty()).then(|| name.to_owned()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                Denied::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "cannot check permissions with a SubjectAccessReview: {e}; the agent needs \
+                         create on subjectaccessreviews.authorization.k8s.io"
+                    ),
+                )
+            })?;
+        Ok(answer.status.map_or((false, String::new()), |s| {
+            (s.allowed, s.reason.unwrap_or_default())
+        }))
+    }
+}
+
+fn invalid() -> Denied {
+    Denied::new(
+        StatusCode::UNAUTHORIZED,
+        "the token is not valid for this cluster (expired, revoked or for another audience)"
+            .to_owned(),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
