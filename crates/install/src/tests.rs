@@ -316,6 +316,7 @@ fn the_deployment_runs_the_daemon_with_the_install_flags_only() {
             "--git-branch=prod",
             "--git-path=apps",
             "--git-path=infra",
+            "--sync-name=tether",
             "--git-known-hosts=/etc/tether/known_hosts/known_hosts",
             "--cache-dir=/var/cache/tether",
             "--git-readonly",

@@ -26,6 +26,9 @@ fn args(o: &Valid) -> Vec<String> {
         format!("--git-branch={}", o.git_branch),
     ];
     args.extend(o.git_paths.iter().map(|p| format!("--git-path={p}")));
+    // Objects carry the sync name as their owner label, and garbage collection sweeps by it: two installs
+    // in one cluster must never share one, or each would collect what the other applied.
+    args.push(format!("--sync-name={}", o.namespace));
     // The daemon refuses known_hosts for other URLs: it only applies to SSH.
     if matches!(o.git_url, GitUrl::Ssh(_)) {
         args.push(format!("--git-known-hosts={KNOWN_HOSTS_PATH}"));

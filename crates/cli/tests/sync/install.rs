@@ -194,6 +194,8 @@ fn install_sync_and_collect(prefix: &str, namespace_scope: bool) {
         namespace_scope,
         "{args:?}"
     );
+    assert!(args.contains(&format!("--sync-name={ns}")), "{args:?}");
+    let looping = args.clone();
     args.extend(["--once".into(), "--sync-garbage-collection".into()]);
 
     let token = w.kubectl(&["create", "token", "tether", "-n", &ns, "--duration", "1h"]);
@@ -228,6 +230,25 @@ fn install_sync_and_collect(prefix: &str, namespace_scope: bool) {
     assert!(second.contains("deleted=1"), "{second}");
     assert!(w.get(&["-n", &app, "configmap/b"]).is_none());
     assert!(w.get(&["-n", &app, "configmap/a"]).is_some());
+
+    // Running as the agent, the ServiceAccount may check callers' tokens and permissions: `tether sync`
+    // through the API (with the admin's token from the test kubeconfig) is authenticated and authorised.
+    let api = crate::support::free_addr();
+    let metrics = crate::support::free_addr();
+    let mut looping: Vec<&str> = looping.iter().map(String::as_str).collect();
+    looping.extend(["--listen", &api, "--listen-metrics", &metrics]);
+    let mut agent = w.command(&looping);
+    agent
+        .env("KUBECONFIG", kubeconfig.path())
+        .env("POD_NAMESPACE", &ns);
+    let _agent = crate::support::Daemon::spawn(agent);
+    crate::support::wait_for(
+        "the agent's API",
+        std::time::Duration::from_secs(30),
+        || std::net::TcpStream::connect(&api).is_ok(),
+    );
+    let synced = w.tether(&["sync", "--url", &format!("http://{api}")]).out();
+    assert!(synced.contains("synced revision="), "{synced}");
 }
 
 #[test]

@@ -48,11 +48,15 @@ impl World {
         cmd.args(args);
         // Each test is its own sync (and so has its own inventory) unless it says otherwise.
         let daemon = matches!(args.first(), Some(&"daemon" | &"update-images"));
-        if daemon && !args.contains(&"--sync-name") {
+        let given = |flag: &str| {
+            args.iter()
+                .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        if daemon && !given("--sync-name") {
             cmd.args(["--sync-name", &self.n]);
         }
         // A long-running daemon serves its API on a port of its own (tests read it from the log).
-        if daemon && !args.contains(&"--once") && !args.contains(&"--listen") {
+        if daemon && !given("--once") && !given("--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         // Every command that reads the repository itself keeps its clone in this test's cache (those that
@@ -69,14 +73,7 @@ impl World {
     /// Starts a long-running `tether` (the daemon) with `args`; it is killed when the guard drops, and its log
     /// is printed if the test is failing.
     pub fn spawn(&self, args: &[&str]) -> Daemon {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = self
-            .command(args)
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
+        Daemon::spawn(self.command(args))
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {
@@ -102,6 +99,19 @@ impl World {
 pub struct Daemon {
     child: Child,
     log: tempfile::NamedTempFile,
+}
+
+impl Daemon {
+    /// Starts `cmd` with its log captured.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
 }
 
 impl Drop for Daemon {
