@@ -131,6 +131,22 @@ pub struct SyncRecord {
     /// The objects it failed on, when the failure is about objects.
     #[serde(default)]
     pub objects: Vec<ObjectError>,
+    /// The commit's subject, author and date.
+    pub commit: Option<Commit>,
+    /// Objects garbage collection deleted (at most 100).
+    #[serde(default)]
+    pub collected: Vec<String>,
+}
+
+/// A commit as people know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The first line of its message.
+    pub subject: String,
+    /// Its author's name.
+    pub author: String,
+    /// Its author date, RFC 3339.
+    pub date: String,
 }
 
 impl fmt::Display for SyncRecord {

@@ -121,6 +121,13 @@ pub(crate) fn record_of(
                 error: None,
                 reason: None,
                 objects: Vec::new(),
+                commit: None,
+                collected: s
+                    .collected
+                    .iter()
+                    .take(100)
+                    .map(ToString::to_string)
+                    .collect(),
             },
             BTreeMap::new(),
         ),
@@ -140,6 +147,8 @@ pub(crate) fn record_of(
                     error: Some(explain(e)),
                     reason: Some(e.label().to_owned()),
                     objects,
+                    commit: None,
+                    collected: Vec::new(),
                 },
                 by_object,
             )

@@ -134,13 +134,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Ok(Some(summary)) => Ok(summary),
             Err(e) => Err(e),
         };
-        let (record, by_object) = record_of(
+        let (mut record, by_object) = record_of(
             result.as_ref(),
             syncer.attempted().map(str::to_owned),
             started_at,
             started.elapsed(),
             explain,
         );
+        if let Some(rev) = &record.revision {
+            record.commit = syncer.commit_info(rev).await.map(|c| tether_api::Commit {
+                subject: c.subject,
+                author: c.author,
+                date: c.date,
+            });
+        }
         control.record(
             record.clone(),
             result.is_ok().then(|| syncer.workloads()),

@@ -87,6 +87,8 @@ pub struct SyncSummary {
     pub gc_kept: usize,
     /// Wall time.
     pub duration: Duration,
+    /// The objects garbage collection deleted.
+    pub collected: Vec<ObjectId>,
 }
 
 impl fmt::Display for SyncSummary {
@@ -263,6 +265,11 @@ impl Syncer {
         &self.opts.default_namespace
     }
 
+    /// Subject, author and date of a fetched commit (`None` when git cannot say).
+    pub async fn commit_info(&self, rev: &str) -> Option<tether_source::CommitInfo> {
+        self.repo.lock().await.commit_info(rev).await.ok().flatten()
+    }
+
     /// Fetches and returns the branch head.
     pub async fn fetch(&self) -> Result<String, SyncError> {
         Ok(self.repo.lock().await.fetch().await?)
@@ -342,6 +349,7 @@ impl Syncer {
             would_delete: gc.would_delete.len(),
             gc_kept: gc.not_deleted(),
             duration: started.elapsed(),
+            collected: gc.deleted.iter().map(|r| r.id.clone()).collect(),
         };
         info!(
             component = "sync",

@@ -46,6 +46,17 @@ pub struct Repo {
     cfg: GitConfig,
 }
 
+/// Who made a commit and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The first line of the message.
+    pub subject: String,
+    /// The author's name (not the email: it is shown on a status page).
+    pub author: String,
+    /// The author date, RFC 3339.
+    pub date: String,
+}
+
 impl Repo {
     /// Opens the clone for `cfg.url` under `cache_root`, creating it on first use. Nothing is fetched yet.
     pub async fn open(cfg: GitConfig, cache_root: &Path) -> Result<Repo> {
@@ -125,6 +136,32 @@ impl Repo {
             .run("rev-parse", &["rev-parse", "-q", "--verify", rev], true)
             .await?;
         Ok(out.map(|s| s.trim().to_owned()))
+    }
+
+    /// A commit's subject, author and author date (RFC 3339), for people reading what was applied.
+    pub async fn commit_info(&self, rev: &str) -> Result<Option<CommitInfo>> {
+        let out = self
+            .run(
+                "log",
+                &[
+                    "log",
+                    "-1",
+                    "--no-show-signature",
+                    "--format=%s%x00%an%x00%aI",
+                    rev,
+                    "--",
+                ],
+                true,
+            )
+            .await?;
+        Ok(out.and_then(|o| {
+            let mut parts = o.trim_end_matches('\n').splitn(3, '\0');
+            Some(CommitInfo {
+                subject: parts.next()?.to_owned(),
+                author: parts.next()?.to_owned(),
+                date: parts.next()?.to_owned(),
+            })
+        }))
     }
 
     /// The commit a tag points to, as of the last fetch.

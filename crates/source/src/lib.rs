@@ -11,5 +11,5 @@ pub mod identity;
 mod url;
 
 pub use error::{Error, Result};
-pub use git::{Auth, GitConfig, Repo, Worktree};
+pub use git::{Auth, CommitInfo, GitConfig, Repo, Worktree};
 pub use url::{redact, GitUrl};
