@@ -26,6 +26,10 @@ pub mod paths {
     pub const RELEASE: &str = "/api/v1/release";
     /// `GET`: the agent's deploy key (public half).
     pub const IDENTITY: &str = "/api/v1/identity";
+    /// `POST`: a Git host's push event (signed, no bearer token): fetch and sync now.
+    pub const HOOK_GIT: &str = "/hooks/git";
+    /// `POST`: a registry's push event (signed, no bearer token): scan that image repository now.
+    pub const HOOK_REGISTRY: &str = "/hooks/registry";
 }
 
 /// The API group of the virtual resources the agent authorises calls against.

@@ -169,8 +169,17 @@ impl Automation {
         }
     }
 
-    /// Runs one pass.
+    /// Runs one pass over every automated workload.
     pub async fn run_once(&self) -> Result<Pass, Error> {
+        self.run_pass(None).await
+    }
+
+    /// Runs one pass over the automated workloads with a container running one of `only` (all of them
+    /// when `None`): a registry said it has new tags there.
+    pub async fn run_pass(
+        &self,
+        only: Option<&std::collections::BTreeSet<tether_registry::ImageRepo>>,
+    ) -> Result<Pass, Error> {
         let snapshot = Snapshot::head(
             &*self.repo.lock().await,
             &self.cfg.paths,
@@ -180,6 +189,13 @@ impl Automation {
         let candidates: Vec<Workload> = workloads(&snapshot.resources, &self.cfg.default_namespace)
             .into_iter()
             .filter(Workload::is_automatable)
+            .filter(|w| {
+                only.is_none_or(|repos| {
+                    w.containers
+                        .iter()
+                        .any(|c| ImageRef::parse(&c.image).is_ok_and(|r| repos.contains(&r.repo)))
+                })
+            })
             .collect();
         let mut pass = Pass::default();
         // Bounded by the registry client's own per-host limits; a few workloads at once keep it busy.

@@ -194,6 +194,10 @@ pub struct DaemonArgs {
     /// Address of the API (`docs/api.md`; not served with --once). Every call needs a bearer token.
     #[arg(long, default_value = "0.0.0.0:3030")]
     pub listen: std::net::SocketAddr,
+    /// File with the secret webhooks are signed with (GitHub, GitLab, Gitea, Bitbucket, registries);
+    /// `POST /hooks/git` and `/hooks/registry` are off without it.
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
     /// Writes in flight at once while applying.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
@@ -235,6 +239,22 @@ impl DaemonArgs {
                 "--git-sync-tag only applies with --sync-state git".into()
             ));
         }
+        let webhook_secret = match &self.webhook_secret_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| err(format!("--webhook-secret-file {}: {e}", path.display())))?;
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+                if text.is_empty() {
+                    return Err(err(format!(
+                        "--webhook-secret-file {} is empty: put the secret the Git host and registry sign with in it",
+                        path.display()
+                    )));
+                }
+                Some(tether_daemon::config::Secret(text.into_bytes()))
+            }
+        };
         let sync_tag = self.git_sync_tag.unwrap_or_else(|| "tether-sync".into());
         if sync_tag.is_empty()
             || sync_tag.contains(char::is_whitespace)
@@ -308,6 +328,7 @@ impl DaemonArgs {
             automation,
             listen_metrics: self.listen_metrics,
             listen: self.listen,
+            webhook_secret,
             explain: crate::advice::explain,
         })
     }

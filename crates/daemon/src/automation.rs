@@ -1,6 +1,7 @@
 //! Wiring image automation into the daemon: its own task on its own timer, sharing the clone with syncs,
 //! waking the sync loop as soon as it has pushed a commit.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use tracing::{error, info, info_span, Instrument};
 
 use crate::admin::AdminState;
 use crate::config::{AutomationSettings, Config, Explain};
+use crate::control::Control;
 use crate::sync::Syncer;
+use tether_registry::ImageRepo;
 
 /// Builds the automation state next to a syncer.
 pub(crate) fn build(settings: &AutomationSettings, syncer: &Syncer) -> anyhow::Result<Automation> {
@@ -46,10 +49,13 @@ pub(crate) fn spawn(
     interval: Duration,
     pushed: Arc<Notify>,
     admin: Arc<AdminState>,
+    control: Arc<Control>,
 ) {
     let task = async move {
+        // `None`: every automated workload; else only those running these repositories (a registry webhook).
+        let mut only: Option<BTreeSet<ImageRepo>> = None;
         loop {
-            match automation.run_once().await {
+            match automation.run_pass(only.as_ref()).await {
                 Ok(pass) => {
                     admin
                         .metrics
@@ -70,7 +76,10 @@ pub(crate) fn spawn(
                     error!(component = "automation", error = %explain(&e), "automation pass failed")
                 }
             }
-            tokio::time::sleep(interval).await;
+            only = tokio::select! {
+                _ = tokio::time::sleep(interval) => None,
+                repos = control.scans_wanted() => Some(repos),
+            };
         }
     };
     tokio::spawn(task.instrument(info_span!("automation")));

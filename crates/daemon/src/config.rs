@@ -84,8 +84,20 @@ pub struct Config {
     pub listen_metrics: std::net::SocketAddr,
     /// API address.
     pub listen: std::net::SocketAddr,
+    /// What webhooks are verified against (`--webhook-secret-file`); webhooks are off without it.
+    pub webhook_secret: Option<Secret>,
     /// How failures are described in the log.
     pub explain: Explain,
+}
+
+/// A secret read from a file; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// Settings of image automation.

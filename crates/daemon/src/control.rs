@@ -2,13 +2,14 @@
 //! failure named) and how others ask it to sync now. The loop owns the syncer; the API only reads this and
 //! queues requests, so a request never runs a second sync beside the loop's.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tether_api::{ObjectError, SyncCounts, SyncRecord};
 use tether_automation::Workload;
-use tokio::sync::{mpsc, oneshot};
+use tether_registry::ImageRepo;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::config::Explain;
 use crate::sync::{SyncError, SyncSummary};
@@ -37,6 +38,12 @@ pub struct Published {
 pub struct Control {
     state: RwLock<Published>,
     requests: mpsc::Sender<SyncRequest>,
+    /// A webhook saw a push: fetch now. A `Notify` keeps at most one wake-up queued, so a flood of events
+    /// becomes one fetch in flight and one queued.
+    poked: Notify,
+    /// Image repositories a registry webhook says were pushed to, for the next automation pass.
+    scans: std::sync::Mutex<BTreeSet<ImageRepo>>,
+    scan_wanted: Notify,
 }
 
 /// The loop's end of the request queue.
@@ -51,6 +58,9 @@ impl Control {
             Arc::new(Control {
                 state: RwLock::new(Published::default()),
                 requests: tx,
+                poked: Notify::new(),
+                scans: std::sync::Mutex::new(BTreeSet::new()),
+                scan_wanted: Notify::new(),
             }),
             rx,
         )
@@ -70,6 +80,31 @@ impl Control {
         let (tx, rx) = oneshot::channel();
         self.requests.send(tx).await.ok()?;
         tokio::time::timeout(limit, rx).await.ok()?.ok()
+    }
+
+    /// Asks the loop to fetch now (and sync when the head moved), without waiting.
+    pub fn poke(&self) {
+        self.poked.notify_one();
+    }
+
+    /// Resolves when a webhook asked for a fetch.
+    pub(crate) async fn poked(&self) {
+        self.poked.notified().await;
+    }
+
+    /// Asks the automation loop to scan `repos` now.
+    pub fn scan(&self, repos: Vec<ImageRepo>) {
+        self.scans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(repos);
+        self.scan_wanted.notify_one();
+    }
+
+    /// Waits for a scan request and takes the repositories asked for.
+    pub(crate) async fn scans_wanted(&self) -> BTreeSet<ImageRepo> {
+        self.scan_wanted.notified().await;
+        std::mem::take(&mut *self.scans.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Records a finished sync.

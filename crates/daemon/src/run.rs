@@ -65,6 +65,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             automation_interval,
             pushed.clone(),
             admin.clone(),
+            control.clone(),
         ),
         None if readonly => info!(
             component = "automation",
@@ -94,6 +95,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ = sleep_until(wake) => {}
             // Automation pushed a commit: fetch and deploy it now rather than at the next poll.
             _ = pushed.notified() => next_poll = Instant::now(),
+            // A webhook saw a push to the branch.
+            _ = control.poked() => next_poll = Instant::now(),
             Some(r) = requests.recv() => waiting.push(r),
         }
         while let Ok(r) = requests.try_recv() {
@@ -227,6 +230,7 @@ fn api_state(
         deploy_key,
         sync_wait,
         explain: cfg.explain,
+        webhook_secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
     }
 }
 

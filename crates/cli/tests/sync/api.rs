@@ -7,14 +7,14 @@ use crate::automation::Env;
 use crate::support::{free_addr, http, http_get, namespace as ns, wait_for, Daemon, Run};
 
 /// A running agent and where its API is.
-struct Agent {
+pub(crate) struct Agent {
     _daemon: Daemon,
-    url: String,
-    api: String,
+    pub(crate) url: String,
+    pub(crate) api: String,
 }
 
 /// Starts the agent on `e`'s repository (over SSH) and waits for its first successful sync.
-fn start(e: &Env, extra: &[&str]) -> Agent {
+pub(crate) fn start(e: &Env, extra: &[&str]) -> Agent {
     let api = free_addr();
     let metrics = free_addr();
     let flags = e.flags();
@@ -43,7 +43,13 @@ fn start(e: &Env, extra: &[&str]) -> Agent {
     }
 }
 
-fn deployment(n: &str, name: &str, annotations: &str, image: &str, replicas: u32) -> String {
+pub(crate) fn deployment(
+    n: &str,
+    name: &str,
+    annotations: &str,
+    image: &str,
+    replicas: u32,
+) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {n}\n  annotations:\n{annotations}\
          spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n\

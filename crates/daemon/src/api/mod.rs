@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod handlers;
+pub mod hooks;
 mod live;
 
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct ApiState {
     pub sync_wait: Duration,
     /// How failures are described (with the flag to fix).
     pub explain: Explain,
+    /// What webhooks are verified against; webhooks are off without it.
+    pub webhook_secret: Option<Vec<u8>>,
 }
 
 /// An error answer: a status and one line.
@@ -118,6 +121,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(paths::POLICY, post(handlers::policy))
         .route(paths::RELEASE, post(handlers::release))
         .route(paths::IDENTITY, get(handlers::identity))
+        .route(paths::HOOK_GIT, post(hooks::git))
+        .route(paths::HOOK_REGISTRY, post(hooks::registry))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,

@@ -1,0 +1,170 @@
+//! Webhooks on the agent's API listener: a signed Git push syncs at once (the poll interval is an hour), a
+//! wrongly signed one does nothing; a registry's push event starts a scan of that repository. Signatures
+//! are made with `openssl`, so tether's HMAC is checked against an independent implementation.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::api::{deployment, start};
+use crate::automation::Env;
+use crate::support::{http_with, namespace as ns, wait_for};
+
+/// `sha256=<hex HMAC-SHA256 of body under secret>`, as GitHub signs, computed by openssl.
+fn github_signature(secret: &str, body: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret, "-hex"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl (scripts/setup.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().rsplit(' ').next().unwrap().to_owned();
+    format!("sha256={hex}")
+}
+
+fn secret_file(e: &Env, secret: &str) -> String {
+    let path = e.w.cache.path().join("webhook-secret");
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_signed_push_syncs_at_once_and_a_wrongly_signed_one_triggers_nothing() {
+    let e = Env::new("hook-git");
+    let n = e.w.n.clone();
+    let cm = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\ndata:\n  v: \"{v}\"\n")
+    };
+    e.w.repo
+        .write(&[("ns.yaml", &ns(&n)), ("cm.yaml", &cm("1"))]);
+    e.w.repo.commit("first");
+    let secret = secret_file(&e, "s3cret");
+    let agent = start(
+        &e,
+        &[
+            "--webhook-secret-file",
+            &secret,
+            "--registry-disable-scanning",
+        ],
+    );
+    let value = || {
+        e.w.get(&["-n", &n, "configmap/c"])
+            .map(|c| c["data"]["v"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(value().as_deref(), Some("1"));
+
+    e.w.repo.write(&[("cm.yaml", &cm("2"))]);
+    e.w.repo.commit("second");
+    let body = format!(
+        r#"{{"ref":"refs/heads/main","repository":{{"ssh_url":"{}"}}}}"#,
+        e.ssh.url(&e.w.repo)
+    );
+    let post = |signature: &str| {
+        http_with(
+            &agent.api,
+            "POST",
+            "/hooks/git",
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", signature),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        )
+    };
+    let forged = post(&github_signature("not-the-secret", &body));
+    assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(value().as_deref(), Some("1"), "a forged webhook synced");
+
+    // Another branch is acknowledged and ignored.
+    let other = body.replace("refs/heads/main", "refs/heads/feature");
+    let ignored = http_with(
+        &agent.api,
+        "POST",
+        "/hooks/git",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &github_signature("s3cret", &other)),
+        ],
+        &other,
+    );
+    assert!(
+        ignored.starts_with("HTTP/1.1 200") && ignored.contains("not a push to main"),
+        "{ignored}"
+    );
+
+    let sent = Instant::now();
+    let accepted = post(&github_signature("s3cret", &body));
+    assert!(accepted.starts_with("HTTP/1.1 202"), "{accepted}");
+    wait_for("the pushed commit", Duration::from_secs(10), || {
+        value().as_deref() == Some("2")
+    });
+    eprintln!("webhook to applied: {:?}", sent.elapsed());
+}
+
+#[test]
+fn a_registry_push_event_scans_that_repository_and_the_update_is_deployed() {
+    let e = Env::new("hook-reg");
+    let n = e.w.n.clone();
+    e.push("team/hooked", "1.0.0", "2024-01-01T00:00:00Z");
+    let repo = e.reg.repo("team/hooked");
+    e.w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        (
+            "app.yaml",
+            &deployment(
+                &n,
+                "app",
+                "    fluxcd.io/automated: \"true\"\n",
+                &format!("{repo}:1.0.0"),
+                1,
+            ),
+        ),
+    ]);
+    e.w.repo.commit("first");
+    let secret = secret_file(&e, "reg-secret");
+    // Automation's own timer is an hour away: only the webhook can make it look now.
+    let agent = start(
+        &e,
+        &[
+            "--webhook-secret-file",
+            &secret,
+            "--automation-interval",
+            "1h",
+        ],
+    );
+    e.push("team/hooked", "1.1.0", "2024-02-01T00:00:00Z");
+    let (host, path) = repo.split_once('/').unwrap();
+    let event = format!(
+        r#"{{"events":[{{"action":"push","target":{{"repository":"{path}","tag":"1.1.0"}},"request":{{"host":"{host}"}}}}]}}"#
+    );
+    let wrong = http_with(
+        &agent.api,
+        "POST",
+        "/hooks/registry",
+        &[("Authorization", "nope")],
+        &event,
+    );
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let ok = http_with(
+        &agent.api,
+        "POST",
+        "/hooks/registry",
+        &[("Authorization", "reg-secret")],
+        &event,
+    );
+    assert!(ok.starts_with("HTTP/1.1 202"), "{ok}");
+    wait_for("the new tag deployed", Duration::from_secs(30), || {
+        e.image_of("app") == format!("{repo}:1.1.0")
+    });
+    assert_eq!(e.commits()[0], format!("Auto-release {repo}:1.1.0"));
+}
