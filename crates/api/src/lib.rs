@@ -17,8 +17,8 @@ pub mod paths {
     pub const SYNC: &str = "/api/v1/sync";
     /// `GET`: the workloads Git defines, with what runs in the cluster (`?namespace=`, `?container=`).
     pub const WORKLOADS: &str = "/api/v1/workloads";
-    /// `GET`: per container the running image and the newest candidates (`?namespace=`, `?workload=`,
-    /// `?limit=`).
+    /// `GET`: per container the image in Git and the newest candidates its policy allows (`?namespace=`,
+    /// `?workload=`, `?limit=`).
     pub const IMAGES: &str = "/api/v1/images";
     /// `POST`: change a workload's policies (lock, automate, tag filters): one commit, pushed and synced.
     pub const POLICY: &str = "/api/v1/policy";
@@ -243,7 +243,8 @@ impl fmt::Display for Policies {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
-    /// `ready`, `updating`, `missing` (not in the cluster), `suspended` or `unknown`.
+    /// `ready`, `updating`, `missing` (not in the cluster), `suspended`, `scheduled` (a CronJob) or
+    /// `unknown`.
     pub status: String,
     /// Ready replicas (or scheduled pods of a DaemonSet).
     pub ready: i64,

@@ -48,6 +48,15 @@ impl From<LogFormatArg> for LogFormat {
     }
 }
 
+/// `--notify-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NotifyFormatArg {
+    /// Slack-compatible incoming-webhook JSON (`{"text": …}`).
+    Slack,
+    /// tether's JSON document with every field.
+    Generic,
+}
+
 /// Where the manifests come from: flags shared by `tether daemon` and the offline commands.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
@@ -194,6 +203,16 @@ pub struct DaemonArgs {
     /// Address of the API (`docs/api.md`; not served with --once). Every call needs a bearer token.
     #[arg(long, default_value = "0.0.0.0:3030")]
     pub listen: std::net::SocketAddr,
+    /// Send notifications (failed and recovered syncs, automation commits, collections) to this URL
+    /// (repeatable).
+    #[arg(long)]
+    pub notify_url: Vec<String>,
+    /// Format of notifications.
+    #[arg(long, value_enum, default_value = "generic")]
+    pub notify_format: NotifyFormatArg,
+    /// File with the key notifications are signed with (`X-Tether-Signature: sha256=<HMAC>`).
+    #[arg(long)]
+    pub notify_secret_file: Option<PathBuf>,
     /// File with the secret webhooks are signed with (GitHub, GitLab, Gitea, Bitbucket, registries);
     /// `POST /hooks/git` and `/hooks/registry` are off without it.
     #[arg(long)]
@@ -217,6 +236,22 @@ pub struct DaemonArgs {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// A secret from `path` (surrounding whitespace, e.g. `echo`'s newline, is not part of it).
+fn read_secret(
+    flag: &str,
+    path: &std::path::Path,
+) -> Result<tether_daemon::config::Secret, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if text.is_empty() {
+        return Err(format!(
+            "{flag} {} is empty: put the secret in it",
+            path.display()
+        ));
+    }
+    Ok(tether_daemon::config::Secret(text.into_bytes()))
+}
+
 impl DaemonArgs {
     /// Validates every flag and combination; nothing is touched before this succeeds.
     pub fn into_config(self) -> Result<Config, ConfigError> {
@@ -239,22 +274,34 @@ impl DaemonArgs {
                 "--git-sync-tag only applies with --sync-state git".into()
             ));
         }
-        let webhook_secret = match &self.webhook_secret_file {
-            None => None,
-            Some(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| err(format!("--webhook-secret-file {}: {e}", path.display())))?;
-                // A trailing newline from `echo` or an editor is not part of the secret.
-                let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-                if text.is_empty() {
-                    return Err(err(format!(
-                        "--webhook-secret-file {} is empty: put the secret the Git host and registry sign with in it",
-                        path.display()
-                    )));
-                }
-                Some(tether_daemon::config::Secret(text.into_bytes()))
+        let webhook_secret = self
+            .webhook_secret_file
+            .as_deref()
+            .map(|p| read_secret("--webhook-secret-file", p))
+            .transpose()
+            .map_err(err)?;
+        let notify_secret = self
+            .notify_secret_file
+            .as_deref()
+            .map(|p| read_secret("--notify-secret-file", p))
+            .transpose()
+            .map_err(err)?;
+        for url in &self.notify_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(err(format!(
+                    "--notify-url {}: give an http:// or https:// URL",
+                    tether_source::redact(url)
+                )));
             }
-        };
+        }
+        let notify = (!self.notify_url.is_empty()).then(|| tether_daemon::notify::Settings {
+            urls: self.notify_url.clone(),
+            format: match self.notify_format {
+                NotifyFormatArg::Slack => tether_daemon::notify::Format::Slack,
+                NotifyFormatArg::Generic => tether_daemon::notify::Format::Generic,
+            },
+            secret: notify_secret,
+        });
         let sync_tag = self.git_sync_tag.unwrap_or_else(|| "tether-sync".into());
         if sync_tag.is_empty()
             || sync_tag.contains(char::is_whitespace)
@@ -329,6 +376,7 @@ impl DaemonArgs {
             listen_metrics: self.listen_metrics,
             listen: self.listen,
             webhook_secret,
+            notify,
             explain: crate::advice::explain,
         })
     }

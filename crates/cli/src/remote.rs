@@ -24,8 +24,9 @@ pub struct Connect {
     /// Labels of the agent's pod for the port-forward.
     #[arg(long, default_value = "app.kubernetes.io/name=tether")]
     pub k8s_fwd_labels: String,
-    /// Limit for the whole call (a sync or release waits for the agent to deploy).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    /// Limit for the whole call (a sync or release waits for the agent to deploy; the agent itself gives
+    /// up after twice its --sync-timeout).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
 
@@ -81,7 +82,8 @@ impl Connect {
         let Some(token) = self.token.clone().or(context_token) else {
             anyhow::bail!(
                 "no token for the agent: give --token or TETHER_TOKEN (e.g. `kubectl create token <account>`); \
-                 the current kubeconfig context has no token (client certificates cannot be checked by the agent)"
+                 the current kubeconfig context has no token (client certificates, exec plugins and auth providers are not \
+                 read: the agent checks bearer tokens only)"
             );
         };
         let (url, forward) = match &self.url {

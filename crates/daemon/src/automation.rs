@@ -50,6 +50,7 @@ pub(crate) fn spawn(
     pushed: Arc<Notify>,
     admin: Arc<AdminState>,
     control: Arc<Control>,
+    notifier: crate::notify::Notifier,
 ) {
     let task = async move {
         // `None`: every automated workload; else only those running these repositories (a registry webhook).
@@ -67,8 +68,23 @@ pub(crate) fn spawn(
                         commit = pass.commit.as_deref().unwrap_or("none"),
                         "automation pass complete"
                     );
-                    if pass.commit.is_some() {
+                    if let Some(commit) = &pass.commit {
                         pushed.notify_one();
+                        notifier.send(crate::notify::Event::AutomationPushed {
+                            commit: commit.clone(),
+                            images: pass
+                                .updates
+                                .iter()
+                                .map(|u| {
+                                    (
+                                        u.workload.to_string(),
+                                        u.container.clone(),
+                                        u.from.clone(),
+                                        u.to.clone(),
+                                    )
+                                })
+                                .collect(),
+                        });
                     }
                 }
                 Err(e) => {

@@ -78,8 +78,11 @@ impl Control {
     /// `None` when the loop is gone or `limit` passed first.
     pub async fn sync_now(&self, limit: Duration) -> Option<SyncRecord> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(tx).await.ok()?;
-        tokio::time::timeout(limit, rx).await.ok()?.ok()
+        let asked = async {
+            self.requests.send(tx).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(limit, asked).await.ok()?
     }
 
     /// Asks the loop to fetch now (and sync when the head moved), without waiting.

@@ -10,6 +10,7 @@ pub mod control;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 mod run;
 mod sync;
 

@@ -33,6 +33,7 @@ pub struct Metrics {
     last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     automation_passes: Family<ResultLabels, Counter>,
     automation_updates: Counter,
+    notifications: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,7 +80,14 @@ impl Metrics {
             "Container images updated by automation",
             automation_updates.clone(),
         );
+        let notifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by outcome: sent, failed (after retries) or dropped (queue full)",
+            notifications.clone(),
+        );
         Metrics {
+            notifications,
             registry,
             syncs,
             sync_duration,
@@ -127,6 +135,15 @@ impl Metrics {
         self.automation_passes.get_or_create(&labels).inc();
         self.automation_updates
             .inc_by(u64::try_from(updates).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a notification `sent`, `failed` or `dropped`.
+    pub fn notification(&self, outcome: &str) {
+        self.notifications
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text.

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::admin::AdminState;
 use crate::control::{record_of, Control, SyncRequest};
+use crate::notify::{Dedup, Event, Notifier};
 
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
@@ -39,8 +40,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let stuck_after = cfg.sync_timeout + poll + Duration::from_secs(60);
     let admin = Arc::new(AdminState::new(stuck_after));
     crate::admin::serve(cfg.listen_metrics, admin.clone()).await?;
+    let notifier = match cfg.notify.clone() {
+        Some(settings) => Notifier::start(
+            settings,
+            cfg.sync_name.clone(),
+            cfg.git.url.to_string(),
+            admin.clone(),
+        )?,
+        None => Notifier::off(),
+    };
+    let mut dedup = Dedup::default();
     let listen = cfg.listen;
-    let sync_wait = cfg.sync_timeout + Duration::from_secs(30);
+    // A request that arrives during a sync waits for it and for the next one (which starts after the
+    // request, so it sees the newest commit and repairs drift).
+    let sync_wait = cfg.sync_timeout * 2 + Duration::from_secs(30);
     let mut syncer = Syncer::new(cfg).await?;
     let pushed = Arc::new(Notify::new());
     let automation = match &automation {
@@ -66,6 +79,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             pushed.clone(),
             admin.clone(),
             control.clone(),
+            notifier.clone(),
         ),
         None if readonly => info!(
             component = "automation",
@@ -159,6 +173,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         for w in waiting.drain(..) {
             let _ = w.send(record.clone());
         }
+        tell(&notifier, &mut dedup, &result, &record);
         match result {
             Ok(summary) => {
                 admin.metrics.sync_succeeded(
@@ -191,6 +206,46 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 if due_full {
                     next_full = next_poll;
                 }
+            }
+        }
+    }
+}
+
+/// Notifies people of what a sync did that they should hear about: a new failure (not its retries), the
+/// recovery, a collection, a deploy key that cannot push.
+fn tell(
+    notifier: &Notifier,
+    dedup: &mut Dedup,
+    result: &Result<SyncSummary, SyncError>,
+    record: &tether_api::SyncRecord,
+) {
+    match result {
+        Ok(summary) => {
+            if dedup.succeeded() {
+                notifier.send(Event::SyncRecovered {
+                    revision: summary.revision.clone(),
+                });
+            }
+            if !summary.collected.is_empty() {
+                notifier.send(Event::Collected {
+                    revision: summary.revision.clone(),
+                    objects: summary.collected.iter().map(ToString::to_string).collect(),
+                });
+            }
+        }
+        Err(e) => {
+            let error = record.error.clone().unwrap_or_default();
+            if !dedup.failed(format!("{}: {error}", e.label())) {
+                return;
+            }
+            if let SyncError::Source(tether_source::Error::ReadOnly { .. }) = e {
+                notifier.send(Event::ReadOnlyKey { error });
+            } else {
+                notifier.send(Event::SyncFailed {
+                    revision: record.revision.clone(),
+                    error,
+                    objects: record.objects.clone(),
+                });
             }
         }
     }

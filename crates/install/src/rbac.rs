@@ -216,8 +216,8 @@ fn review_rules() -> Vec<Rule> {
             &["authorization.k8s.io"],
             &["subjectaccessreviews"],
             &["create"],
-            "It authorises each call with a SubjectAccessReview on the virtual tether.dev resources\n\
-             (workloads, syncs) in the workload's namespace.",
+            "It authorises each call with a SubjectAccessReview on the virtual tether.dev resources:\n\
+             workloads in the workload's namespace, syncs in the agent's own.",
         ),
     ]
 }
@@ -229,9 +229,11 @@ fn people(ns: &str) -> Vec<Manifest> {
         format!(
             "For people: {what} through tether's API.\n\
              tether.dev/workloads and syncs are virtual: nothing serves them, the agent checks them with a\n\
-             SubjectAccessReview in the workload's namespace. A team grants this in its own namespace, for\n\
-             example demo:\n\
+             SubjectAccessReview (workloads in the workload's namespace, syncs in the agent's namespace,\n\
+             {ns}). A team is granted this in its own namespace for its workloads, and in {ns} to trigger\n\
+             syncs and read the sync state, for example:\n\
              \n  kubectl create rolebinding tether-{role} -n demo --clusterrole={name} --group=demo-team\n\
+             \n  kubectl create rolebinding demo-team-{role} -n {ns} --clusterrole={name} --group=demo-team\n\
              \nor as YAML:\n\
              \n  apiVersion: rbac.authorization.k8s.io/v1\
              \n  kind: RoleBinding\

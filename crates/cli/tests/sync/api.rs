@@ -58,7 +58,7 @@ pub(crate) fn deployment(
 }
 
 /// `tether <args> --url <agent>` with the token of the current kubeconfig context (the admin's).
-fn call(e: &Env, agent: &Agent, args: &[&str]) -> Run {
+pub(crate) fn call(e: &Env, agent: &Agent, args: &[&str]) -> Run {
     let mut all = args.to_vec();
     all.extend(["--url", &agent.url]);
     e.w.tether(&all)

@@ -14,6 +14,7 @@ mod identity;
 mod install;
 mod kustomize;
 mod least_privilege;
+mod notify;
 mod old_repos;
 mod output;
 mod rollout;

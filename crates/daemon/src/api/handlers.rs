@@ -219,6 +219,9 @@ pub async fn images(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ImageList>, ApiError> {
     let user = caller(&s, &headers).await?;
+    // Authorised first: whether scanning is on is not news to someone who may not list anything.
+    let p = s.control.published();
+    visible(&s, &user, &p.workloads, q.namespace.as_deref()).await?;
     let Some(automation) = &s.automation else {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -236,7 +239,6 @@ pub async fn images(
         .namespace
         .as_deref()
         .or_else(|| only.as_ref().and_then(|o| o.namespace.as_deref()));
-    let p = s.control.published();
     let shown: Vec<Workload> = visible(&s, &user, &p.workloads, namespace)
         .await?
         .into_iter()
@@ -389,45 +391,63 @@ pub async fn release(
         .iter()
         .map(|w| parse_id(w, "exclude"))
         .collect::<Result<_, _>>()?;
-    writable(&s)?;
     let head = {
         let repo = s.repo.lock().await;
         tether_render::Snapshot::head(&repo, &s.paths, &s.renderer)
             .await
             .map_err(|e| change_error(&s, &e.into()))?
     };
-    let all = tether_automation::workloads(&head.resources, &s.default_namespace);
+    let mut all = tether_automation::workloads(&head.resources, &s.default_namespace);
+    // Every workload a release touches must be the caller's to change. With `all`, the others are left
+    // out before anything is decided (and not named: the caller may not even read them), so a team can
+    // release "everything of ours"; a named one the caller may not change is refused.
+    let mut hidden = 0;
+    if req.all {
+        let mut allowed = Vec::new();
+        for w in all {
+            match s
+                .auth
+                .authorize(
+                    &user,
+                    Verb::Update,
+                    Resource::Workloads,
+                    namespace_of(&w.id),
+                    &authz_name(&w.id),
+                )
+                .await
+            {
+                Ok(()) => allowed.push(w),
+                Err(d) if d.status == StatusCode::FORBIDDEN => hidden += 1,
+                Err(d) => return Err(d.into()),
+            }
+        }
+        all = allowed;
+    } else if let Targets::Only(ids) = &targets {
+        for id in ids {
+            s.auth
+                .authorize(
+                    &user,
+                    Verb::Update,
+                    Resource::Workloads,
+                    namespace_of(id),
+                    &authz_name(id),
+                )
+                .await?;
+        }
+    }
+    if !req.dry_run {
+        writable(&s)?;
+    }
     let request = release::Request {
         targets,
         exclude,
         force: req.force,
     };
-    let (chosen, mut skipped) =
+    let (mine, mut skipped) =
         release::select(&all, &request).map_err(|m| ApiError(StatusCode::NOT_FOUND, m))?;
-    // Every workload the release would touch must be the caller's to change; with `all`, the others are
-    // left out and listed, so a team can release "everything of ours".
-    let mut mine = Vec::new();
-    for w in chosen {
-        let ns = namespace_of(&w.id);
-        match s
-            .auth
-            .authorize(
-                &user,
-                Verb::Update,
-                Resource::Workloads,
-                ns,
-                &authz_name(&w.id),
-            )
-            .await
-        {
-            Ok(()) => mine.push(w),
-            Err(d) if d.status == StatusCode::FORBIDDEN && req.all => skipped.push(release::Skip {
-                workload: w.id.clone(),
-                container: None,
-                reason: format!("not allowed: {}", d.message),
-            }),
-            Err(d) => return Err(d.into()),
-        }
+    if hidden > 0 {
+        info!(component = "api", user = %user.name, count = hidden,
+            "release --all left out workloads the caller may not change");
     }
     let updates = match &req.image {
         Some(image) => {
@@ -528,9 +548,18 @@ async fn latest(
     Ok(out)
 }
 
-/// `GET /api/v1/identity`: the public half of the deploy key, to any authenticated caller.
+/// `GET /api/v1/identity`: the public half of the deploy key, to who may read the sync.
 pub async fn identity(State(s): St, headers: HeaderMap) -> Result<Json<Identity>, ApiError> {
-    caller(&s, &headers).await?;
+    let user = caller(&s, &headers).await?;
+    s.auth
+        .authorize(
+            &user,
+            Verb::Get,
+            Resource::Syncs,
+            &s.namespace,
+            &s.sync_name,
+        )
+        .await?;
     let Some(key) = &s.deploy_key else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
