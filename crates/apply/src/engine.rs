@@ -61,6 +61,8 @@ pub struct Report {
     /// The objects that are now live as this sync's own (applied, unchanged, or ignored on the live object):
     /// the inventory garbage collection works from.
     pub applied: Vec<ObjectRef>,
+    /// The uid of each object written, from the server's answer (what events about it refer to).
+    pub uids: HashMap<ObjectId, String>,
 }
 
 impl Report {
@@ -266,6 +268,7 @@ impl Engine {
         drop(live);
 
         let mut outcomes: HashMap<ObjectId, Outcome> = HashMap::new();
+        let mut uids: HashMap<ObjectId, String> = HashMap::new();
         for e in &entries {
             match e.action {
                 Action::Unchanged => {
@@ -305,7 +308,13 @@ impl Engine {
             first.iter().copied().filter(|i| writes.contains(i)),
         ) {
             let failures = self
-                .apply_wave(&entries, &wave, &server, opts.concurrency, &mut outcomes)
+                .apply_wave(
+                    &entries,
+                    &wave,
+                    &server,
+                    opts.concurrency,
+                    (&mut outcomes, &mut uids),
+                )
                 .await;
             created_first.extend(
                 wave.iter()
@@ -359,7 +368,13 @@ impl Engine {
             .filter(|i| writes.contains(i));
         for wave in waves(&entries, rest) {
             let failures = self
-                .apply_wave(&entries, &wave, &server, opts.concurrency, &mut outcomes)
+                .apply_wave(
+                    &entries,
+                    &wave,
+                    &server,
+                    opts.concurrency,
+                    (&mut outcomes, &mut uids),
+                )
                 .await;
             if !failures.is_empty() {
                 self.rollback(&created_first).await;
@@ -376,6 +391,9 @@ impl Engine {
                 kind: e.desired.kind.clone(),
             });
             let outcome = outcomes.remove(&e.desired.id).unwrap_or(Outcome::Unchanged);
+            if let Some(uid) = uids.remove(&e.desired.id) {
+                report.uids.insert(e.desired.id.clone(), uid);
+            }
             report
                 .objects
                 .push((e.desired.id, e.desired.source, outcome));
@@ -688,26 +706,33 @@ impl Engine {
         wave: &[usize],
         server: &Kinds,
         concurrency: usize,
-        outcomes: &mut HashMap<ObjectId, Outcome>,
+        (outcomes, uids): (
+            &mut HashMap<ObjectId, Outcome>,
+            &mut HashMap<ObjectId, String>,
+        ),
     ) -> Vec<ObjectFailure> {
-        let results: Vec<(usize, Result<(), kube::Error>)> = stream::iter(wave.iter().copied())
-            .map(|i| async move {
-                (
-                    i,
-                    self.patch(&entries[i].desired, false, server)
-                        .await
-                        .map(drop),
-                )
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<(usize, Result<Option<String>, kube::Error>)> =
+            stream::iter(wave.iter().copied())
+                .map(|i| async move {
+                    (
+                        i,
+                        self.patch(&entries[i].desired, false, server)
+                            .await
+                            .map(|o| o.metadata.uid),
+                    )
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
         let mut failures = Vec::new();
         for (i, res) in results {
             let e = &entries[i];
             let d = &e.desired;
             match res {
-                Ok(_) => {
+                Ok(uid) => {
+                    if let Some(uid) = uid {
+                        uids.insert(d.id.clone(), uid);
+                    }
                     let outcome = match e.action {
                         Action::Create => Outcome::Created,
                         Action::Verify => Outcome::DriftCorrected,

@@ -7,6 +7,7 @@ pub mod api;
 mod automation;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

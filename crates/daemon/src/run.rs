@@ -61,6 +61,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => None,
     };
     let (control, mut requests) = Control::new();
+    let events = crate::events::Events::new(
+        syncer.client().clone(),
+        syncer.namespace(),
+        &syncer.config().sync_name,
+    );
     crate::api::serve(
         listen,
         Arc::new(api_state(
@@ -174,6 +179,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             let _ = w.send(record.clone());
         }
         tell(&notifier, &mut dedup, &result, &record);
+        match &result {
+            Ok(s) => events.synced(&s.revision, s.changes.clone(), s.changed_total),
+            Err(_) => events.failed(
+                record.revision.as_deref(),
+                record.error.as_deref().unwrap_or(""),
+            ),
+        }
         match result {
             Ok(summary) => {
                 admin.metrics.sync_succeeded(

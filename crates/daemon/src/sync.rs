@@ -89,6 +89,10 @@ pub struct SyncSummary {
     pub duration: Duration,
     /// The objects garbage collection deleted.
     pub collected: Vec<ObjectId>,
+    /// Objects created, changed, set back or deleted, for their events (at most `events::PER_SYNC`).
+    pub changes: Vec<crate::events::Change>,
+    /// How many objects were created, changed, set back or deleted in all.
+    pub changed_total: usize,
 }
 
 impl fmt::Display for SyncSummary {
@@ -333,6 +337,7 @@ impl Syncer {
             .collect_garbage(&report, previous, state, &intent)
             .await?;
         stages.mark("gc");
+        let (changes, changed_total) = changes_of(&report, &gc);
         self.marker
             .write(&revision, &*self.repo.lock().await, self.engine.client())
             .await?;
@@ -350,6 +355,8 @@ impl Syncer {
             gc_kept: gc.not_deleted(),
             duration: started.elapsed(),
             collected: gc.deleted.iter().map(|r| r.id.clone()).collect(),
+            changes,
+            changed_total,
         };
         info!(
             component = "sync",
@@ -444,6 +451,45 @@ impl Syncer {
             .await?;
         Ok(gc)
     }
+}
+
+/// What a sync changed, for events: the first `events::PER_SYNC` objects, and how many in all.
+fn changes_of(
+    report: &tether_apply::Report,
+    gc: &PruneReport,
+) -> (Vec<crate::events::Change>, usize) {
+    use tether_apply::Outcome;
+    let kinds: std::collections::HashMap<&ObjectId, &tether_core::Kind> =
+        report.applied.iter().map(|r| (&r.id, &r.kind)).collect();
+    let written = report.objects.iter().filter_map(|(id, _, outcome)| {
+        let reason = match outcome {
+            Outcome::Created => "Created",
+            Outcome::Configured => "Configured",
+            Outcome::DriftCorrected => "DriftCorrected",
+            _ => return None,
+        };
+        Some(crate::events::Change {
+            id: id.clone(),
+            api_version: kinds.get(id).map(|k| k.api_version()).unwrap_or_default(),
+            uid: report.uids.get(id).cloned(),
+            reason,
+        })
+    });
+    let deleted = gc.deleted.iter().map(|r| crate::events::Change {
+        id: r.id.clone(),
+        api_version: r.kind.api_version(),
+        uid: None,
+        reason: "Deleted",
+    });
+    let mut total = 0;
+    let mut shown = Vec::new();
+    for c in written.chain(deleted) {
+        total += 1;
+        if shown.len() < crate::events::PER_SYNC {
+            shown.push(c);
+        }
+    }
+    (shown, total)
 }
 
 /// Wall time per stage of one sync, for `RUST_LOG=debug` (where a slow sync spends its time).

@@ -56,6 +56,9 @@ pub(crate) fn deployment(o: &Valid) -> Manifest {
         "args": args(o),
         "env": [
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            // The sync results' Kubernetes Events are attached to the agent's own Pod.
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
             {"name": "HOME", "value": "/tmp"},
         ],
         "ports": [

@@ -77,12 +77,17 @@ pub enum InventoryError {
     },
 }
 
+/// The inventory ConfigMap's name for a sync name.
+pub fn inventory_name(sync_name: &str) -> String {
+    format!("{sync_name}-inventory")
+}
+
 impl Inventory {
     /// The inventory of sync `sync_name`, kept in `namespace`.
     pub fn new(namespace: &str, sync_name: &str) -> Self {
         Inventory {
             namespace: namespace.to_owned(),
-            name: format!("{sync_name}-inventory"),
+            name: inventory_name(sync_name),
             sync_name: sync_name.to_owned(),
         }
     }

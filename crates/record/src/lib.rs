@@ -8,5 +8,5 @@
 mod inventory;
 mod marker;
 
-pub use inventory::{Inventory, InventoryError, Stored};
+pub use inventory::{inventory_name, Inventory, InventoryError, Stored};
 pub use marker::{Error, Marker, HWM_ANNOTATION};

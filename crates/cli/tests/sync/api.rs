@@ -228,6 +228,27 @@ fn sync_repairs_drift_on_an_unchanged_head_and_list_workloads_shows_what_runs() 
         v["data"]["v"], "1",
         "tether sync returned before repairing the drift"
     );
+    // Kubernetes Events say what tether did to the object, and `kubectl describe` shows them.
+    wait_for(
+        "tether's events on the ConfigMap",
+        Duration::from_secs(20),
+        || {
+            let events = e.w.kubectl(&[
+                "-n",
+                &n,
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=c",
+            ]);
+            events.contains("Created") && events.contains("DriftCorrected")
+        },
+    );
+    let described = e.w.kubectl(&["-n", &n, "describe", "configmap", "c"]);
+    assert!(
+        described.contains("DriftCorrected") && described.contains("set it back to commit"),
+        "{described}"
+    );
 
     // Two simulated Pods become ready; the table shows the running image, the rollout and the policy.
     let mut table = String::new();
