@@ -6,8 +6,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-# Binaries the project runs for real in tests and the demo (see README "Real components").
-need=(time openssh-server openssh-client git curl openssl python3 jq docker-registry apache2-utils)
+# Binaries the project runs for real in tests and the demo (see README "Real components"); chromium loads the
+# status page (`tether dashboard`) headless in its test.
+need=(time openssh-server openssh-client git curl openssl python3 jq docker-registry apache2-utils chromium)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -4,6 +4,7 @@
 
 mod advice;
 mod calls;
+mod dashboard;
 mod flags;
 mod forward;
 mod identity;
@@ -58,6 +59,8 @@ enum Command {
     Migrate(Box<migrate::MigrateArgs>),
     /// Print the agent's deploy key (its public half, to add to the repository), or rotate it.
     Identity(Box<identity::IdentityArgs>),
+    /// Serve a status page on 127.0.0.1 that reads the agent with your credentials, and print its address.
+    Dashboard(Box<dashboard::DashboardArgs>),
     /// Print the manifests that run tether in a cluster (or write them, one file per object, with -o DIR).
     Install(Box<install::InstallArgs>),
     /// Print a shell completion script (e.g. `source <(tether completion bash)`).
@@ -119,6 +122,9 @@ fn main() -> ExitCode {
             policy::toggle(&rt, *args, policy::Toggle::Unlock)
         }),
         Command::Install(args) => install::run(*args),
+        Command::Dashboard(args) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| dashboard::run(&rt, *args))
+        }
         Command::Identity(args) => {
             runtime().map_or(ExitCode::FAILURE, |rt| identity::run(&rt, *args))
         }

@@ -7,6 +7,7 @@ mod api;
 mod apply;
 mod automation;
 mod daemon_loop;
+mod dashboard;
 mod gc;
 mod generation;
 mod git_access;
