@@ -203,6 +203,16 @@ pub struct DaemonArgs {
     /// Address of the API (`docs/api.md`; not served with --once). Every call needs a bearer token.
     #[arg(long, default_value = "0.0.0.0:3030")]
     pub listen: std::net::SocketAddr,
+    /// Run as one of several replicas: only the holder of the Lease `<sync-name>-leader` in tether's
+    /// namespace syncs, collects and commits; the others serve the read API and take over when it stops.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// How long the leader's Lease holds without renewal (a standby takes over after it).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// This replica's name in the Lease [default: $POD_NAME, else host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    pub leader_identity: Option<String>,
     /// Send notifications (failed and recovered syncs, automation commits, collections) to this URL
     /// (repeatable).
     #[arg(long)]
@@ -280,6 +290,21 @@ impl DaemonArgs {
             .map(|p| read_secret("--webhook-secret-file", p))
             .transpose()
             .map_err(err)?;
+        if self.leader_elect && self.leader_election_lease_duration < Duration::from_secs(3) {
+            return Err(err(
+                "--leader-election-lease-duration must be at least 3s: the leader renews at a third of it"
+                    .into(),
+            ));
+        }
+        let leader = self.leader_elect.then(|| tether_daemon::leader::Settings {
+            identity: self.leader_identity.clone().unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "tether".to_owned());
+                format!("{host}-{}", std::process::id())
+            }),
+            lease_duration: self.leader_election_lease_duration,
+        });
         let notify_secret = self
             .notify_secret_file
             .as_deref()
@@ -377,6 +402,7 @@ impl DaemonArgs {
             listen: self.listen,
             webhook_secret,
             notify,
+            leader,
             explain: crate::advice::explain,
         })
     }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tokio::net::TcpListener;
@@ -40,13 +41,35 @@ impl Forward {
                     "cannot list the agent's pods ({labels}) in namespace {namespace}: {e}"
                 )
             })?;
-        let ready = list.items.into_iter().find(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        });
-        let Some(name) = ready.and_then(|p| p.metadata.name) else {
+        let ready: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        // With two replicas only the Lease holder takes changes: prefer the pod a Lease there names.
+        let leases: Api<Lease> = Api::namespaced(pods.clone().into_client(), namespace);
+        let holders: Vec<String> = leases
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter_map(|l| l.spec.and_then(|s| s.holder_identity))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let chosen = ready
+            .iter()
+            .find(|p| holders.contains(p))
+            .or_else(|| ready.first())
+            .cloned();
+        let Some(name) = chosen else {
             anyhow::bail!(
                 "no ready pod with labels {labels} in namespace {namespace}: is the agent installed there \
                  (--k8s-fwd-ns, --k8s-fwd-labels), or give --url"

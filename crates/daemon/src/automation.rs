@@ -42,20 +42,38 @@ pub async fn automate_once(cfg: Config) -> anyhow::Result<Pass> {
     Ok(automation.run_once().await?)
 }
 
-/// Spawns the automation loop; `synced` is notified whenever a pass pushed a commit.
-pub(crate) fn spawn(
-    automation: Arc<Automation>,
-    explain: Explain,
-    interval: Duration,
-    pushed: Arc<Notify>,
-    admin: Arc<AdminState>,
-    control: Arc<Control>,
-    notifier: crate::notify::Notifier,
-) {
+/// What the automation loop shares with the rest of the agent.
+pub(crate) struct Wiring {
+    /// Notified whenever a pass pushed a commit (the sync loop deploys it at once).
+    pub pushed: Arc<Notify>,
+    /// Metrics.
+    pub admin: Arc<AdminState>,
+    /// Scan requests from registry webhooks.
+    pub control: Arc<Control>,
+    /// Where "automation pushed" goes.
+    pub notifier: crate::notify::Notifier,
+    /// Only the leader commits.
+    pub leadership: crate::leader::Leadership,
+}
+
+/// Spawns the automation loop.
+pub(crate) fn spawn(automation: Arc<Automation>, explain: Explain, interval: Duration, w: Wiring) {
+    let Wiring {
+        pushed,
+        admin,
+        control,
+        notifier,
+        leadership,
+    } = w;
     let task = async move {
         // `None`: every automated workload; else only those running these repositories (a registry webhook).
         let mut only: Option<BTreeSet<ImageRepo>> = None;
         loop {
+            if !leadership.is_leader() {
+                // Only the leader commits; a standby replica waits for its turn.
+                tokio::time::sleep(interval.min(std::time::Duration::from_secs(5))).await;
+                continue;
+            }
             match automation.run_pass(only.as_ref()).await {
                 Ok(pass) => {
                     admin

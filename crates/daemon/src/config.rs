@@ -84,6 +84,8 @@ pub struct Config {
     pub listen_metrics: std::net::SocketAddr,
     /// API address.
     pub listen: std::net::SocketAddr,
+    /// Leader election among replicas, when on.
+    pub leader: Option<crate::leader::Settings>,
     /// Where notifications go, when anywhere.
     pub notify: Option<crate::notify::Settings>,
     /// What webhooks are verified against (`--webhook-secret-file`); webhooks are off without it.

@@ -110,6 +110,14 @@ impl Control {
         std::mem::take(&mut *self.scans.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Replaces the workloads the read API shows (a standby replica reads them from the branch head).
+    pub(crate) fn set_workloads(&self, workloads: Arc<Vec<Workload>>) {
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .workloads = workloads;
+    }
+
     /// Records a finished sync.
     pub(crate) fn record(
         &self,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod identity;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

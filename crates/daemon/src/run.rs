@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::admin::AdminState;
 use crate::control::{record_of, Control, SyncRequest};
+use crate::leader::Leadership;
 use crate::notify::{Dedup, Event, Notifier};
 
 use tokio::time::{sleep_until, Instant};
@@ -51,6 +52,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let mut dedup = Dedup::default();
     let listen = cfg.listen;
+    let leader = cfg.leader.clone();
     // A request that arrives during a sync waits for it and for the next one (which starts after the
     // request, so it sees the newest commit and repairs drift).
     let sync_wait = cfg.sync_timeout * 2 + Duration::from_secs(30);
@@ -59,6 +61,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let automation = match &automation {
         Some(settings) => Some(Arc::new(crate::automation::build(settings, &syncer)?)),
         None => None,
+    };
+    let mut leadership = match &leader {
+        Some(s) => crate::leader::start(
+            syncer.client().clone(),
+            syncer.namespace(),
+            &syncer.config().sync_name,
+            s.clone(),
+        ),
+        None => Leadership::alone(),
     };
     let (control, mut requests) = Control::new();
     let events = crate::events::Events::new(
@@ -73,6 +84,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             control.clone(),
             automation.clone(),
             sync_wait,
+            leadership.clone(),
         )),
     )
     .await?;
@@ -81,10 +93,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             a,
             explain,
             automation_interval,
-            pushed.clone(),
-            admin.clone(),
-            control.clone(),
-            notifier.clone(),
+            crate::automation::Wiring {
+                pushed: pushed.clone(),
+                admin: admin.clone(),
+                control: control.clone(),
+                notifier: notifier.clone(),
+                leadership: leadership.clone(),
+            },
         ),
         None if readonly => info!(
             component = "automation",
@@ -105,6 +120,38 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut waiting: Vec<SyncRequest> = Vec::new();
     loop {
         admin.alive();
+        if !leadership.is_leader() {
+            // Standing by: keep the read API's view of Git current, write nothing, take over when elected.
+            waiting.clear();
+            if Instant::now() >= next_poll {
+                match syncer.observe().await {
+                    Ok(workloads) => {
+                        control.set_workloads(workloads);
+                        // A standby that reads Git and the cluster is ready to serve reads and to lead.
+                        admin
+                            .ready
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        warn!(component = "daemon", error = %explain(&e), "standby: cannot read the branch head")
+                    }
+                }
+                next_poll = Instant::now() + poll;
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    info!(component = "daemon", "shutting down");
+                    return Ok(());
+                }
+                _ = leadership.acquired() => {
+                    info!(component = "daemon", "elected: syncing now");
+                    next_poll = Instant::now();
+                    next_full = Instant::now();
+                }
+                _ = sleep_until(next_poll) => {}
+            }
+            continue;
+        }
         let wake = next_poll.min(next_full);
         tokio::select! {
             _ = &mut shutdown => {
@@ -146,6 +193,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ = &mut shutdown => {
                 info!(component = "daemon", "shutting down during a sync; the sync marker did not move");
                 return Ok(());
+            }
+            // Another replica may hold the Lease soon: stop writing at once.
+            _ = leadership.lost() => {
+                warn!(component = "daemon", "lost the leadership during a sync: stopped it; the sync marker did not move");
+                continue;
             }
         };
         let result = match result {
@@ -269,6 +321,7 @@ fn api_state(
     control: Arc<Control>,
     automation: Option<Arc<tether_automation::Automation>>,
     sync_wait: Duration,
+    leadership: Leadership,
 ) -> crate::api::ApiState {
     let cfg = syncer.config();
     let deploy_key = match (&cfg.git.url, &cfg.git.auth.ssh_key, &cfg.deploy_key) {
@@ -298,6 +351,7 @@ fn api_state(
         sync_wait,
         explain: cfg.explain,
         webhook_secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
+        leadership,
     }
 }
 

@@ -274,6 +274,16 @@ impl Syncer {
         self.repo.lock().await.commit_info(rev).await.ok().flatten()
     }
 
+    /// Fetches and renders the branch head without applying anything: the workloads it defines.
+    pub async fn observe(&self) -> Result<Arc<Vec<tether_automation::Workload>>, SyncError> {
+        let repo = self.repo.lock().await;
+        let snapshot = Snapshot::head(&repo, &self.cfg.paths, &self.renderer).await?;
+        Ok(Arc::new(tether_automation::workloads(
+            &snapshot.resources,
+            &self.opts.default_namespace,
+        )))
+    }
+
     /// Fetches and returns the branch head.
     pub async fn fetch(&self) -> Result<String, SyncError> {
         Ok(self.repo.lock().await.fetch().await?)

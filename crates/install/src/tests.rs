@@ -316,6 +316,7 @@ fn the_deployment_runs_the_daemon_with_the_install_flags_only() {
             "--git-branch=prod",
             "--git-path=apps",
             "--git-path=infra",
+            "--leader-elect",
             "--sync-name=tether",
             "--git-known-hosts=/etc/tether/known_hosts/known_hosts",
             "--cache-dir=/var/cache/tether",
@@ -344,8 +345,9 @@ fn the_deployment_runs_the_daemon_with_the_install_flags_only() {
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     let d = &find(&ms, "Deployment", "tether").object["spec"];
-    assert_eq!(d["replicas"], 1);
-    assert_eq!(d["strategy"]["type"], "Recreate");
+    // Two replicas, one writer: the Lease decides, so a rolling update is safe.
+    assert_eq!(d["replicas"], 2);
+    assert_eq!(d["strategy"]["type"], "RollingUpdate");
     let mounts: Vec<&str> = c["volumeMounts"]
         .as_array()
         .unwrap()

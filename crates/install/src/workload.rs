@@ -26,6 +26,7 @@ fn args(o: &Valid) -> Vec<String> {
         format!("--git-branch={}", o.git_branch),
     ];
     args.extend(o.git_paths.iter().map(|p| format!("--git-path={p}")));
+    args.push("--leader-elect".to_owned());
     // Objects carry the sync name as their owner label, and garbage collection sweeps by it: two installs
     // in one cluster must never share one, or each would collect what the other applied.
     args.push(format!("--sync-name={}", o.namespace));
@@ -113,8 +114,8 @@ pub(crate) fn deployment(o: &Valid) -> Manifest {
         "kind": "Deployment",
         "metadata": {"name": NAME, "namespace": o.namespace, "labels": l},
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            "replicas": 2,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
             "selector": {"matchLabels": l},
             "template": {
                 "metadata": {"labels": l},
@@ -137,7 +138,8 @@ pub(crate) fn deployment(o: &Valid) -> Manifest {
     )
     .comment(
         "/spec/strategy",
-        "Recreate: the old pod stops before the new one starts, so two agents never sync at once.",
+        "Two replicas with --leader-elect: only the holder of the Lease syncs, collects and commits; the\n\
+         other serves the read API and takes over within the lease duration when the holder dies.",
     )
     .comment(&format!("{c}/args"), args_note)
     .comment(

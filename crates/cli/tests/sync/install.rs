@@ -72,7 +72,7 @@ fn can_i(w: &World, ns: &str, args: &[&str]) -> String {
 }
 
 /// A kubeconfig for the admin's server (and CA) that authenticates with `token` only.
-fn token_kubeconfig(w: &World, token: &str, path: &Path) {
+pub(crate) fn token_kubeconfig(w: &World, token: &str, path: &Path) {
     let admin: serde_json::Value = serde_json::from_str(&w.kubectl(&[
         "config",
         "view",

@@ -61,7 +61,9 @@ impl World {
         }
         // Every command that reads the repository itself keeps its clone in this test's cache (those that
         // call the agent have no clone).
-        if daemon || args.contains(&"--git-url") || matches!(args.first(), Some(&"migrate")) {
+        if (daemon || args.contains(&"--git-url") || matches!(args.first(), Some(&"migrate")))
+            && !given("--cache-dir")
+        {
             cmd.arg("--cache-dir").arg(self.cache.path());
         }
         cmd.env("KUBECONFIG", &self.cluster.kubeconfig)

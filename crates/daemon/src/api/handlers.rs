@@ -85,6 +85,7 @@ pub async fn sync_now(State(s): St, headers: HeaderMap) -> Result<Json<SyncRecor
             &s.sync_name,
         )
         .await?;
+    leading(&s)?;
     info!(component = "api", user = %user.name, "sync requested");
     Ok(Json(synced(&s).await?))
 }
@@ -250,7 +251,24 @@ pub async fn images(
     Ok(Json(ImageList { items }))
 }
 
+/// Only the leader syncs and commits; a standby replica says who does.
+fn leading(s: &ApiState) -> Result<(), ApiError> {
+    let st = s.leadership.state();
+    if st.leader {
+        return Ok(());
+    }
+    Err(ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "this replica is standing by; the leader ({}) syncs and commits: retry (the Service routes to \
+             ready replicas)",
+            st.holder.as_deref().unwrap_or("not elected yet")
+        ),
+    ))
+}
+
 fn writable(s: &ApiState) -> Result<(), ApiError> {
+    leading(s)?;
     if s.readonly {
         return Err(ApiError(
             StatusCode::CONFLICT,

@@ -64,6 +64,8 @@ pub struct ApiState {
     pub explain: Explain,
     /// What webhooks are verified against; webhooks are off without it.
     pub webhook_secret: Option<Vec<u8>>,
+    /// Whether this replica may write (leader election).
+    pub leadership: crate::leader::Leadership,
 }
 
 /// An error answer: a status and one line.
