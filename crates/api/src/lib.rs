@@ -190,6 +190,9 @@ pub struct SyncStatus {
     pub branch: String,
     /// The last commit applied successfully.
     pub applied: Option<String>,
+    /// Its subject, author and date.
+    #[serde(default)]
+    pub applied_commit: Option<Commit>,
     /// The last syncs, newest first (at most 20).
     pub history: Vec<SyncRecord>,
 }

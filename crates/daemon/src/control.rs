@@ -25,6 +25,8 @@ pub(crate) type SyncRequest = oneshot::Sender<SyncRecord>;
 pub struct Published {
     /// The last commit applied successfully.
     pub applied: Option<String>,
+    /// Its subject, author and date (kept when newer failures push it out of the history).
+    pub applied_commit: Option<tether_api::Commit>,
     /// Newest first.
     pub history: VecDeque<SyncRecord>,
     /// The workloads of the last applied commit.
@@ -128,6 +130,7 @@ impl Control {
         let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
         if record.ok {
             s.applied.clone_from(&record.revision);
+            s.applied_commit.clone_from(&record.commit);
         }
         if let Some(w) = workloads {
             s.workloads = w;

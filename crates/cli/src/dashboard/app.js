@@ -157,7 +157,7 @@
     $("revision").title = s.applied || "";
     const applied = history.find((r) => r.ok && r.revision === s.applied && r.commit)
       || history.find((r) => r.revision === s.applied && r.commit);
-    const c = applied ? applied.commit : null;
+    const c = s.appliedCommit || (applied ? applied.commit : null);
     setText("commit-subject", c ? c.subject : "-");
     setText("commit-author", c ? c.author : "-");
     setText("commit-date", c ? when(c.date) : "-");

@@ -68,6 +68,7 @@ pub async fn sync_status(State(s): St, headers: HeaderMap) -> Result<Json<SyncSt
         source: s.source.clone(),
         branch: s.branch.clone(),
         applied: p.applied,
+        applied_commit: p.applied_commit,
         history: p.history.into(),
     }))
 }
