@@ -18,9 +18,11 @@ pub fn render(headers: &[&str], rows: &[Vec<String>], no_headers: bool) -> Strin
         all.push(headers.iter().map(|h| (*h).to_owned()).collect());
     }
     all.extend(rows.iter().cloned());
-    let mut widths = vec![0; headers.len()];
+    // As many columns as the widest row: a row may carry more cells than there are headers.
+    let columns = all.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
     for row in &all {
-        for (i, cell) in row.iter().enumerate().take(widths.len()) {
+        for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
