@@ -9,6 +9,7 @@
 mod cluster;
 mod edit;
 mod kustomize;
+mod latency;
 mod measure;
 mod raw;
 mod report;
@@ -107,6 +108,9 @@ struct BenchArgs {
     /// Only the sections that need no cluster: no control plane, no tool sessions.
     #[arg(long)]
     offline_only: bool,
+    /// Commits measured for "commit to applied", with a webhook and with polling (0: skip the section).
+    #[arg(long, default_value_t = 20)]
+    latency_commits: usize,
     /// How often a session may be repeated for that reason before its numbers are kept anyway (and counted
     /// as noisy in the report).
     #[arg(long, default_value_t = 2)]
@@ -309,6 +313,11 @@ fn bench(args: BenchArgs) -> Result<bool> {
             Some(edit::run(args.reps.max(5))?),
         )
     };
+    let latency_rows = if args.offline_only || args.latency_commits == 0 {
+        Vec::new()
+    } else {
+        latency::run(&rt, &tether, work.path(), args.latency_commits)?
+    };
     let rows = report::rows(&samples);
     let targets = report::targets(&rows, &args.sizes);
     let md = report::markdown(
@@ -324,6 +333,11 @@ fn bench(args: BenchArgs) -> Result<bool> {
         md
     } else {
         format!("{md}{}", kustomize::markdown(&kustomize_rows))
+    };
+    let md = if latency_rows.is_empty() {
+        md
+    } else {
+        format!("{md}{}", latency::markdown(&latency_rows))
     };
     let md = match &edit {
         Some((bytes, rows)) => format!("{md}{}", edit::markdown(*bytes, rows)),
@@ -347,6 +361,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
         "samples": samples,
         "kustomize": kustomize_rows,
         "image_edit": edit.as_ref().map(|(_, rows)| rows),
+        "commit_to_applied": latency_rows,
     });
     report::write_all(&out, &md, &rows, &samples, &json, &args.sizes)?;
     println!("{md}");

@@ -44,7 +44,16 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
     );
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_tether-bench"))
-        .args(["--sizes", "30", "--reps", "1", "--sweep", "8,32"])
+        .args([
+            "--sizes",
+            "30",
+            "--reps",
+            "1",
+            "--sweep",
+            "8,32",
+            "--latency-commits",
+            "2",
+        ])
         .args(["--timeout", "120"])
         .arg("--kubeconfig")
         .arg(&cluster.kubeconfig)
@@ -76,6 +85,12 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
         }
     }
     assert!(stdout.contains("| raw SSA client (ceiling) c="), "{stdout}");
+    // Commit to applied, with a webhook and with polling, each over the commits asked for.
+    assert!(
+        stdout.contains("| signed webhook (poll interval 1 h) | 2 |")
+            && stdout.contains("| polling every 5s (reference) | 2 |"),
+        "{stdout}"
+    );
 
     // The CSV too, with the values the harness must get right.
     let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
