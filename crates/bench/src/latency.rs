@@ -35,6 +35,7 @@ const NS: &str = "latency";
 const SECRET: &str = "bench-webhook-secret";
 /// The polling reference's interval (tether's default is 1 minute, Flux v1's 5 minutes).
 const POLL: &str = "5s";
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("git")
@@ -196,7 +197,10 @@ pub fn run(
         };
         applied(value, Duration::from_secs(60)).context("the first sync")?;
         let mut times = Vec::new();
-        for _ in 0..commits {
+        for i in 0..commits {
+            // Each commit lands at another phase of the poll cycle (spread evenly over one interval), as
+            // pushes do in life; right after an apply they would all wait a whole interval.
+            std::thread::sleep(POLL_INTERVAL.mul_f64(i as f64 / commits as f64));
             value += 1;
             commit(&wt, value)?;
             let pushed = Instant::now();

@@ -200,7 +200,8 @@ pub struct DaemonArgs {
     /// Address of /healthz, /readyz and /metrics (not served with --once).
     #[arg(long, default_value = "0.0.0.0:3031")]
     pub listen_metrics: std::net::SocketAddr,
-    /// Address of the API (`docs/api.md`; not served with --once). Every call needs a bearer token.
+    /// Address of the API and webhooks (`docs/api.md`; not served with --once): /api/v1 calls need a bearer
+    /// token, /hooks are signed with --webhook-secret-file.
     #[arg(long, default_value = "0.0.0.0:3030")]
     pub listen: std::net::SocketAddr,
     /// Run as one of several replicas: only the holder of the Lease `<sync-name>-leader` in tether's
@@ -336,7 +337,7 @@ impl DaemonArgs {
                 "--git-sync-tag '{sync_tag}' must be a non-empty tag name different from the branch"
             )));
         }
-        if !is_label_value(&self.sync_name) {
+        if !tether_core::id::is_dns_label(&self.sync_name) {
             return Err(err(format!(
                 "--sync-name '{}' must be 1-63 characters of a-z, 0-9 and '-', starting and ending alphanumeric",
                 self.sync_name
@@ -569,15 +570,6 @@ impl RegistryArgs {
 /// Where clones and caches live without `--cache-dir`.
 fn default_cache_dir() -> PathBuf {
     std::env::temp_dir().join("tether-cache")
-}
-
-fn is_label_value(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// HTTPS credentials from `--git-https-credentials-file` or the environment; never from the URL.

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tokio::net::TcpListener;
@@ -41,7 +40,7 @@ impl Forward {
                     "cannot list the agent's pods ({labels}) in namespace {namespace}: {e}"
                 )
             })?;
-        let ready: Vec<String> = list
+        let ready: Vec<Pod> = list
             .items
             .into_iter()
             .filter(|p| {
@@ -50,25 +49,18 @@ impl Forward {
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             })
-            .filter_map(|p| p.metadata.name)
             .collect();
-        // With two replicas only the Lease holder takes changes: prefer the pod a Lease there names.
-        let leases: Api<Lease> = Api::namespaced(pods.clone().into_client(), namespace);
-        let holders: Vec<String> = leases
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .into_iter()
-                    .filter_map(|l| l.spec.and_then(|s| s.holder_identity))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let chosen = ready
-            .iter()
-            .find(|p| holders.contains(p))
+        // With two replicas only the leader takes changes; it labels its own Pod so.
+        let leader = ready.iter().find(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(tether_core::ROLE_LABEL))
+                .is_some_and(|r| r == "leader")
+        });
+        let chosen = leader
             .or_else(|| ready.first())
-            .cloned();
+            .and_then(|p| p.metadata.name.clone());
         let Some(name) = chosen else {
             anyhow::bail!(
                 "no ready pod with labels {labels} in namespace {namespace}: is the agent installed there \

@@ -73,6 +73,17 @@ pub fn group_of(api_version: &str) -> &str {
     split_api_version(api_version).0
 }
 
+/// A DNS-1123 label: what Kubernetes accepts as a namespace name (and tether as a sync name): at most 63
+/// lowercase letters, digits and '-', starting and ending with a letter or digit.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 /// An `apiVersion` as (group, version): `apps/v1` → (`apps`, `v1`), `v1` → (`""`, `v1`).
 pub fn split_api_version(api_version: &str) -> (&str, &str) {
     api_version.rsplit_once('/').unwrap_or(("", api_version))

@@ -16,5 +16,9 @@ pub use id::{ObjectId, ParseIdError};
 pub use kind::{Kind, ObjectRef};
 pub use resource::{Provenance, Resource};
 
+/// The label each replica of a leader-elected agent sets on its own Pod, `leader` or `standby`: the installed
+/// Service selects `leader`, so API calls and webhooks reach the replica that may act on them.
+pub const ROLE_LABEL: &str = "tether.dev/role";
+
 /// The field manager tether uses for server-side apply; `kubectl get -o yaml --show-managed-fields` shows it.
 pub const FIELD_MANAGER: &str = "tether";

@@ -74,7 +74,20 @@ pub(crate) fn spawn(automation: Arc<Automation>, explain: Explain, interval: Dur
                 tokio::time::sleep(interval.min(std::time::Duration::from_secs(5))).await;
                 continue;
             }
-            match automation.run_pass(only.as_ref()).await {
+            let mut losing = leadership.clone();
+            // A pass stops (before or during its push) the moment another replica may lead.
+            let pass = tokio::select! {
+                r = automation.run_pass(only.as_ref()) => Some(r),
+                _ = losing.lost() => None,
+            };
+            let Some(pass) = pass else {
+                info!(
+                    component = "automation",
+                    "not the leader any more: the pass was stopped"
+                );
+                continue;
+            };
+            match pass {
                 Ok(pass) => {
                     admin
                         .metrics

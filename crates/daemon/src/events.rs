@@ -70,6 +70,9 @@ impl Events {
         let revision = revision.to_owned();
         tokio::spawn(async move {
             let short = tether_api::short(&revision).to_owned();
+            // The recorder folds repeats of an event into a series by (object, reason, action), keeping the
+            // first note: the commit is in the action, so a new commit is a new event with its own note.
+            let action = format!("Sync {short}");
             let shown = changes.len();
             for c in changes {
                 let reference = ObjectReference {
@@ -90,7 +93,7 @@ impl Events {
                     }
                     _ => format!("updated by tether to commit {short}"),
                 };
-                this.publish(EventType::Normal, c.reason, "Sync", note, &reference)
+                this.publish(EventType::Normal, c.reason, &action, note, &reference)
                     .await;
             }
             let mut note = format!("applied commit {short}");
@@ -103,7 +106,7 @@ impl Events {
                     total - shown
                 ));
             }
-            this.publish(EventType::Normal, "Synced", "Sync", note, &this.agent)
+            this.publish(EventType::Normal, "Synced", &action, note, &this.agent)
                 .await;
         });
     }
@@ -111,10 +114,8 @@ impl Events {
     /// Publishes a failed sync on the agent.
     pub fn failed(&self, revision: Option<&str>, error: &str) {
         let this = self.clone();
-        let mut note = format!(
-            "sync of {} failed: {error}",
-            revision.map_or("-", tether_api::short)
-        );
+        let short = revision.map_or("-", tether_api::short).to_owned();
+        let mut note = format!("sync of {short} failed: {error}");
         // The API server refuses notes over 1 kB.
         if note.len() > 1000 {
             let mut end = 1000;
@@ -124,7 +125,8 @@ impl Events {
             note.truncate(end);
         }
         tokio::spawn(async move {
-            this.publish(EventType::Warning, "SyncFailed", "Sync", note, &this.agent)
+            let action = format!("Sync {short}");
+            this.publish(EventType::Warning, "SyncFailed", &action, note, &this.agent)
                 .await;
         });
     }

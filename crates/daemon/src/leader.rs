@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -83,13 +84,23 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
     });
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let name = lease_name(sync_name);
+    let namespace = namespace.to_owned();
     let tx = Arc::new(tx);
     tokio::spawn(async move {
         let mut observed: Option<(String, Instant)> = None; // (resourceVersion, when it last changed)
         let renew = s.lease_duration / 3;
         let mut renewed_at: Option<Instant> = None;
+        let pod = PodLabel::from_env(api.clone().into_client(), &namespace);
+        pod.set(false).await;
         loop {
-            let result = step(&api, &name, &s, &mut observed).await;
+            // A renewal that hangs must not outlive the Lease: after a third of it, it counts as failed.
+            let result =
+                match tokio::time::timeout(renew, step(&api, &name, &s, &mut observed)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(kube::Error::Service(
+                        format!("no answer within {renew:?}").into(),
+                    )),
+                };
             let state = match result {
                 Ok(st) => {
                     if st.leader {
@@ -117,7 +128,12 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
                     renewed_at = None;
                 }
             }
+            let changed = state.leader != was;
+            let leading = state.leader;
             tx.send_replace(state);
+            if changed {
+                pod.set(leading).await;
+            }
             let wait = if tx.borrow().leader {
                 renew
             } else {
@@ -200,6 +216,38 @@ async fn step(
             holder,
         }),
         Err(e) => Err(e),
+    }
+}
+
+/// This replica's Pod, when `POD_NAME` names it: labelled with its role so the Service reaches the leader.
+struct PodLabel {
+    api: Api<Pod>,
+    name: Option<String>,
+}
+
+impl PodLabel {
+    fn from_env(client: kube::Client, namespace: &str) -> Self {
+        PodLabel {
+            api: Api::namespaced(client, namespace),
+            name: std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()),
+        }
+    }
+
+    /// Labels the Pod `leader` or `standby`; a failure is logged (the Service then misses this replica).
+    async fn set(&self, leader: bool) {
+        let Some(name) = &self.name else {
+            return;
+        };
+        let role = if leader { "leader" } else { "standby" };
+        let patch = serde_json::json!({"metadata": {"labels": {tether_core::ROLE_LABEL: role}}});
+        if let Err(e) = self
+            .api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            warn!(component = "leader", pod = %name, role, error = %e,
+                "cannot label this replica's Pod; the Service may not reach the leader (needs patch on pods)");
+        }
     }
 }
 

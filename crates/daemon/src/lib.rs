@@ -18,5 +18,5 @@ mod sync;
 
 pub use automation::automate_once;
 pub use config::Config;
-pub use run::{run, run_once};
+pub use run::{run, run_once, shutdown_signal};
 pub use sync::{client, SyncError, SyncSummary, Syncer};

@@ -221,7 +221,7 @@ impl Dedup {
 /// The sending end; cheap to clone. Without receivers it drops everything at once.
 #[derive(Clone)]
 pub struct Notifier {
-    tx: Option<mpsc::Sender<Event>>,
+    queues: Vec<mpsc::Sender<Event>>,
     metrics: Option<Arc<crate::admin::AdminState>>,
 }
 
@@ -229,7 +229,7 @@ impl Notifier {
     /// A notifier that sends nothing.
     pub fn off() -> Self {
         Notifier {
-            tx: None,
+            queues: Vec::new(),
             metrics: None,
         }
     }
@@ -247,23 +247,25 @@ impl Notifier {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
-        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
-        let metrics = admin.clone();
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                let payload = body(settings.format, &event, &sync_name, &source);
-                let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-                for url in &settings.urls {
+        let secret = settings.secret.clone();
+        // One queue and one delivery task per receiver: a receiver that hangs delays only its own messages.
+        let mut queues = Vec::new();
+        for url in settings.urls {
+            let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+            queues.push(tx);
+            let (http, secret, metrics) = (http.clone(), secret.clone(), admin.clone());
+            let (sync_name, source, format) = (sync_name.clone(), source.clone(), settings.format);
+            tokio::spawn(async move {
+                let receiver = tether_source::redact(&url);
+                while let Some(event) = rx.recv().await {
+                    let payload = body(format, &event, &sync_name, &source);
+                    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
                     let send = || async {
                         let mut req = http
-                            .post(url)
+                            .post(&url)
                             .header("content-type", "application/json")
                             .body(bytes.clone());
-                        if let Some(sig) = settings
-                            .secret
-                            .as_ref()
-                            .and_then(|s| signature(&s.0, &bytes))
-                        {
+                        if let Some(sig) = secret.as_ref().and_then(|s| signature(&s.0, &bytes)) {
                             req = req.header("X-Tether-Signature", sig);
                         }
                         req.send().await?.error_for_status().map(|_| ())
@@ -275,7 +277,6 @@ impl Notifier {
                                 .with_max_times(3),
                         )
                         .await;
-                    let receiver = tether_source::redact(url);
                     match result {
                         Ok(()) => {
                             metrics.metrics.notification("sent");
@@ -288,20 +289,21 @@ impl Notifier {
                         }
                     }
                 }
-            }
-        });
+            });
+        }
         Ok(Notifier {
-            tx: Some(tx),
+            queues,
             metrics: Some(admin),
         })
     }
 
-    /// Queues `event`; never waits. A full queue drops it (counted in `tether_notifications_total`).
+    /// Queues `event` for every receiver; never waits. A full queue drops it (counted in
+    /// `tether_notifications_total`).
     pub fn send(&self, event: Event) {
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        if tx.try_send(event).is_err() {
+        for tx in &self.queues {
+            if tx.try_send(event.clone()).is_ok() {
+                continue;
+            }
             if let Some(m) = &self.metrics {
                 m.metrics.notification("dropped");
             }

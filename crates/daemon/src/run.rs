@@ -365,7 +365,8 @@ fn backoff(cap: Duration) -> ExponentialBackoff {
         .build()
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C (the binary's other long-running commands use it too).
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

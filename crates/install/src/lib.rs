@@ -318,12 +318,12 @@ fn validate(o: &Options) -> Result<Valid, InstallError> {
             git_paths.push(p.to_owned());
         }
     }
-    if !is_label(&o.namespace) {
+    if !tether_core::id::is_dns_label(&o.namespace) {
         return Err(InstallError::Namespace(o.namespace.clone()));
     }
     let mut allow_namespaces: Vec<String> = Vec::new();
     for ns in &o.allow_namespaces {
-        if !is_label(ns) {
+        if !tether_core::id::is_dns_label(ns) {
             return Err(InstallError::AllowNamespace(ns.clone()));
         }
         if !allow_namespaces.contains(ns) {
@@ -359,16 +359,6 @@ fn validate(o: &Options) -> Result<Valid, InstallError> {
         known_hosts,
         image,
     })
-}
-
-/// A DNS-1123 label: what Kubernetes accepts as a namespace name (and a label value).
-fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// Every object carries these: they select the pod, and find (and remove) one install's cluster-scoped

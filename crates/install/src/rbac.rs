@@ -190,16 +190,23 @@ fn own_namespace_rules() -> Vec<Rule> {
              what the last sync applied, so only that is ever collected.",
         ),
         Rule::new(
-            &[""],
+            &["", "events.k8s.io"],
             &["events"],
             &["create", "patch"],
-            "Events about syncs (coming).",
+            "Events about each sync's result, on the agent's own Pod (kubectl describe pod).",
         ),
         Rule::new(
             &["coordination.k8s.io"],
             &["leases"],
             &["get", "create", "update"],
-            "Leader election, so a second replica waits instead of writing beside the first (coming).",
+            "Leader election: the Lease <sync-name>-leader, so only one replica syncs, collects and commits.",
+        ),
+        Rule::new(
+            &[""],
+            &["pods"],
+            &["get", "patch"],
+            "Each replica labels its own Pod tether.dev/role=leader or standby, so the Service sends API\n\
+             calls and webhooks to the leader only.",
         ),
     ]
 }

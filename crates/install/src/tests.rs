@@ -361,7 +361,14 @@ fn the_deployment_runs_the_daemon_with_the_install_flags_only() {
     let svc = &find(&ms, "Service", "tether").object["spec"];
     assert_eq!(svc["ports"][0]["port"], 3030);
     assert_eq!(svc["ports"][1]["port"], 3031);
-    assert_eq!(svc["selector"], d["selector"]["matchLabels"]);
+    // The Service reaches the pods of this Deployment, and of them only the leader.
+    let mut leader = d["selector"]["matchLabels"].clone();
+    leader["tether.dev/role"] = "leader".into();
+    assert_eq!(svc["selector"], leader);
+    assert_eq!(
+        d["template"]["metadata"]["labels"]["tether.dev/role"],
+        "standby"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The agent's Deployment and Service.
 
 use serde_json::{json, Value};
+use tether_core::ROLE_LABEL;
 use tether_source::GitUrl;
 
 use crate::{labels, Manifest, Scope, Valid, KNOWN_HOSTS_CONFIGMAP, NAME};
@@ -118,7 +119,8 @@ pub(crate) fn deployment(o: &Valid) -> Manifest {
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
             "selector": {"matchLabels": l},
             "template": {
-                "metadata": {"labels": l},
+                // A new replica stands by until it wins the Lease and labels itself the leader.
+                "metadata": {"labels": with_role(&l, "standby")},
                 "spec": {
                     "serviceAccountName": NAME,
                     "containers": [container],
@@ -154,7 +156,8 @@ pub(crate) fn deployment(o: &Valid) -> Manifest {
     )
     .comment(
         &format!("{c}/readinessProbe"),
-        "/readyz: ready after the first successful sync.",
+        "/readyz: ready after the first successful sync (the leader), or once it reads Git and the\n\
+         cluster (a standby, ready to take over).",
     )
     .comment(
         &format!("{c}/resources"),
@@ -173,6 +176,15 @@ pub(crate) fn deployment(o: &Valid) -> Manifest {
     )
 }
 
+/// `labels` plus `tether.dev/role: <role>`.
+fn with_role(labels: &Value, role: &str) -> Value {
+    let mut l = labels.clone();
+    if let Value::Object(m) = &mut l {
+        m.insert(ROLE_LABEL.to_owned(), Value::String(role.to_owned()));
+    }
+    l
+}
+
 pub(crate) fn service(o: &Valid) -> Manifest {
     let port = |name: &str, port: u16| json!({"name": name, "port": port, "targetPort": name, "protocol": "TCP"});
     let l: Value = labels(&o.namespace);
@@ -182,13 +194,14 @@ pub(crate) fn service(o: &Valid) -> Manifest {
         "metadata": {"name": NAME, "namespace": o.namespace, "labels": l},
         "spec": {
             "type": "ClusterIP",
-            "selector": l,
+            "selector": with_role(&l, "leader"),
             "ports": [port("api", API_PORT), port("metrics", METRICS_PORT)],
         },
     }))
     .comment(
         "",
-        "The agent's API (every request authenticated and authorised against the API server) and its\n\
-         metrics, inside the cluster only.",
+        "The agent's API (/api/v1: every call authenticated and authorised against the API server) and\n\
+         webhooks (/hooks: signed), and its metrics, inside the cluster only; to the leader replica only\n\
+         (tether.dev/role=leader, which each replica sets on its own Pod).",
     )
 }

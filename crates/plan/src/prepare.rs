@@ -252,14 +252,7 @@ fn name_problem(name: &str) -> Option<&'static str> {
 
 /// Why `namespace` cannot be a namespace name (a DNS label: lowercase letters, digits and '-', at most 63).
 fn namespace_problem(namespace: &str) -> Option<&'static str> {
-    let label = !namespace.is_empty()
-        && namespace.len() <= 63
-        && namespace
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !namespace.starts_with('-')
-        && !namespace.ends_with('-');
-    (!label).then_some(
+    (!tether_core::id::is_dns_label(namespace)).then_some(
         "is not a namespace name: use at most 63 lowercase letters, digits and '-', starting and ending \
          with a letter or digit",
     )

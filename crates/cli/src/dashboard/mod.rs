@@ -87,7 +87,7 @@ async fn serve(args: DashboardArgs) -> anyhow::Result<()> {
     }
     outln!("dashboard: http://127.0.0.1:{port}/");
     axum::serve(listener, router(dash))
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(tether_daemon::shutdown_signal())
         .await?;
     drop(session);
     Ok(())
@@ -226,22 +226,6 @@ async fn api(State(dash): State<Arc<Dash>>, method: Method, uri: Uri) -> Respons
     {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(status_of(&e), e.to_string()),
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
     }
 }
 

@@ -2,32 +2,15 @@
 //! wrongly signed one does nothing; a registry's push event starts a scan of that repository. Signatures
 //! are made with `openssl`, so tether's HMAC is checked against an independent implementation.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{deployment, start};
 use crate::automation::Env;
-use crate::support::{http_with, namespace as ns, wait_for};
+use crate::support::{http_with, namespace as ns, openssl_hmac_hex, wait_for};
 
 /// `sha256=<hex HMAC-SHA256 of body under secret>`, as GitHub signs, computed by openssl.
 fn github_signature(secret: &str, body: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret, "-hex"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("openssl (scripts/setup.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let hex = text.trim().rsplit(' ').next().unwrap().to_owned();
-    format!("sha256={hex}")
+    format!("sha256={}", openssl_hmac_hex(secret, body))
 }
 
 fn secret_file(e: &Env, secret: &str) -> String {

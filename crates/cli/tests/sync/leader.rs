@@ -42,20 +42,42 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
         w.get(&["-n", &n, "configmap/c"])
             .map(|c| c["data"]["v"].as_str().unwrap_or("").to_owned())
     };
+    // Empty until the first replica has made the Lease.
     let holder = || {
-        w.kubectl(&[
-            "-n",
-            &n,
-            "get",
-            "lease",
-            &format!("{n}-leader"),
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
+        let out = w
+            .cluster
+            .kubectl()
+            .args(["-n", &n, "get", "lease", &format!("{n}-leader")])
+            .args(["-o", "jsonpath={.spec.holderIdentity}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     let audit = w.cluster.audit();
     let url = w.repo.file_url();
     let cache2 = tempfile::tempdir().unwrap();
+    // Each replica's "own Pod" (simulated nodes run them): replicas label theirs with their role.
+    for pod in ["a", "b"] {
+        w.kubectl(&[
+            "-n",
+            &n,
+            "run",
+            pod,
+            "--image=registry.invalid/tether:test",
+            "--restart=Never",
+        ]);
+    }
+    let role = |pod: &str| {
+        w.kubectl(&[
+            "-n",
+            &n,
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.metadata.labels.tether\\.dev/role}",
+        ])
+    };
     let replica =
         |identity: &str, kubeconfig: &std::path::Path, cache: Option<&std::path::Path>| {
             let (api, metrics) = (free_addr(), free_addr());
@@ -87,7 +109,7 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
                 args.extend(["--cache-dir", c]);
             }
             let mut cmd = w.command(&args);
-            cmd.env("KUBECONFIG", kubeconfig);
+            cmd.env("KUBECONFIG", kubeconfig).env("POD_NAME", identity);
             Daemon::spawn(cmd)
         };
 
@@ -102,6 +124,10 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
         holder(),
         "a",
         "the standby took the Lease from a live leader"
+    );
+    assert_eq!(
+        (role("a").as_str(), role("b").as_str()),
+        ("leader", "standby")
     );
     w.repo.write(&[("cm.yaml", &cm("2"))]);
     w.repo.commit("second");
@@ -125,9 +151,14 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
         killed.elapsed()
     );
     assert_eq!(holder(), "b");
+    wait_for(
+        "b to label its Pod the leader",
+        Duration::from_secs(10),
+        || role("b") == "leader",
+    );
 
-    // Writes by each replica's identity, in the order the API server logged them (Lease renewals and
-    // Events aside): once b writes, a never does again, and before that only a wrote.
+    // Writes by each replica's identity, in the order the API server logged them (Lease renewals, Events
+    // and each replica labelling its own Pod aside): once b writes, a never does again, and before that only a wrote.
     let who = |u: &str| match u {
         u if u == format!("system:serviceaccount:{n}:r1") => Some("a"),
         u if u == format!("system:serviceaccount:{n}:r2") => Some("b"),
@@ -136,7 +167,9 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
     let writers: Vec<&str> = audit
         .events()
         .into_iter()
-        .filter(|e| e.is_persisted_write() && e.resource != "leases" && e.resource != "events")
+        .filter(|e| {
+            e.is_persisted_write() && !matches!(e.resource.as_str(), "leases" | "events" | "pods")
+        })
         .filter_map(|e| who(&e.user))
         .collect();
     let first_b = writers

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::api::{call, start};
 use crate::automation::Env;
-use crate::support::{namespace as ns, wait_for};
+use crate::support::{namespace as ns, openssl_hmac_hex, wait_for};
 
 /// One request a receiver got: its headers (lower-case names) and body.
 type Received = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
@@ -49,23 +49,6 @@ fn receiver() -> (String, Received) {
         }
     });
     (url, got)
-}
-
-fn hmac_hex(key: &str, body: &str) -> String {
-    let mut child = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", key, "-hex"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    out.trim().rsplit(' ').next().unwrap().to_owned()
 }
 
 #[test]
@@ -129,7 +112,7 @@ fn a_broken_commit_is_reported_once_naming_file_and_object_and_its_fix_once() {
             .find(|(k, _)| k == "x-tether-signature")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        assert_eq!(sig, format!("sha256={}", hmac_hex("n0tify", body)));
+        assert_eq!(sig, format!("sha256={}", openssl_hmac_hex("n0tify", body)));
     }
 
     e.w.repo.remove("apps/bad.yaml");

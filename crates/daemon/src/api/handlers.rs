@@ -33,6 +33,14 @@ async fn caller(s: &ApiState, headers: &HeaderMap) -> Result<User, ApiError> {
     Ok(s.auth.authenticate(header).await?)
 }
 
+/// Whether `user` may `verb` this agent's sync (read its state, trigger it): `syncs` named after the sync
+/// in the agent's namespace.
+async fn may_sync(s: &ApiState, user: &User, verb: Verb) -> Result<(), ApiError> {
+    Ok(s.auth
+        .authorize(user, verb, Resource::Syncs, &s.namespace, &s.sync_name)
+        .await?)
+}
+
 /// The name a workload is authorised under: `kind/name`, as in its id.
 fn authz_name(id: &ObjectId) -> String {
     format!("{}/{}", id.kind.to_ascii_lowercase(), id.name)
@@ -53,15 +61,7 @@ fn parse_id(s: &str, what: &str) -> Result<ObjectId, ApiError> {
 /// `GET /api/v1/sync`.
 pub async fn sync_status(State(s): St, headers: HeaderMap) -> Result<Json<SyncStatus>, ApiError> {
     let user = caller(&s, &headers).await?;
-    s.auth
-        .authorize(
-            &user,
-            Verb::Get,
-            Resource::Syncs,
-            &s.namespace,
-            &s.sync_name,
-        )
-        .await?;
+    may_sync(&s, &user, Verb::Get).await?;
     let p = s.control.published();
     Ok(Json(SyncStatus {
         sync_name: s.sync_name.clone(),
@@ -77,15 +77,7 @@ pub async fn sync_status(State(s): St, headers: HeaderMap) -> Result<Json<SyncSt
 /// repaired), answered when that sync ended.
 pub async fn sync_now(State(s): St, headers: HeaderMap) -> Result<Json<SyncRecord>, ApiError> {
     let user = caller(&s, &headers).await?;
-    s.auth
-        .authorize(
-            &user,
-            Verb::Update,
-            Resource::Syncs,
-            &s.namespace,
-            &s.sync_name,
-        )
-        .await?;
+    may_sync(&s, &user, Verb::Update).await?;
     leading(&s)?;
     info!(component = "api", user = %user.name, "sync requested");
     Ok(Json(synced(&s).await?))
@@ -94,6 +86,12 @@ pub async fn sync_now(State(s): St, headers: HeaderMap) -> Result<Json<SyncRecor
 /// Runs a sync through the loop and waits for it.
 async fn synced(s: &ApiState) -> Result<SyncRecord, ApiError> {
     s.control.sync_now(s.sync_wait).await.ok_or_else(|| {
+        if !s.leadership.is_leader() {
+            // The sync was dropped because this replica stopped leading.
+            return leading(s)
+                .err()
+                .unwrap_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, String::new()));
+        }
         ApiError(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
@@ -570,15 +568,7 @@ async fn latest(
 /// `GET /api/v1/identity`: the public half of the deploy key, to who may read the sync.
 pub async fn identity(State(s): St, headers: HeaderMap) -> Result<Json<Identity>, ApiError> {
     let user = caller(&s, &headers).await?;
-    s.auth
-        .authorize(
-            &user,
-            Verb::Get,
-            Resource::Syncs,
-            &s.namespace,
-            &s.sync_name,
-        )
-        .await?;
+    may_sync(&s, &user, Verb::Get).await?;
     let Some(key) = &s.deploy_key else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,

@@ -207,9 +207,15 @@ pub fn repo_key(url: &str) -> String {
     format!("{host}/{path}")
 }
 
-/// Verifies a registry's event: an HMAC like GitHub's, or the shared token in `Authorization` (what Docker
-/// distribution's notification headers and Harbor's auth header can send).
-pub fn verify_registry(h: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<(), String> {
+/// Verifies a registry's event: an HMAC like GitHub's, the shared token in `Authorization` (what Docker
+/// distribution's notification headers and Harbor's auth header can send), or `?token=` in the URL (Docker
+/// Hub can neither sign nor add headers).
+pub fn verify_registry(
+    h: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+    secret: &[u8],
+) -> Result<(), String> {
     if let Some(sig) = header(h, "x-hub-signature-256") {
         let ok = sig
             .strip_prefix("sha256=")
@@ -224,7 +230,17 @@ pub fn verify_registry(h: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<(), 
             "the Authorization token is not the agent's --webhook-secret-file".to_owned()
         });
     }
-    Err("no signature: send X-Hub-Signature-256 or `Authorization: <secret>` from --webhook-secret-file"
+    let token = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("token="));
+    if let Some(token) = token {
+        return token_ok(secret, token)
+            .then_some(())
+            .ok_or_else(|| "the ?token= is not the agent's --webhook-secret-file".to_owned());
+    }
+    Err("no signature: send X-Hub-Signature-256, `Authorization: <secret>` or ?token=<secret> from \
+         --webhook-secret-file"
         .to_owned())
 }
 
@@ -249,8 +265,12 @@ pub fn parse_registry(body: &[u8]) -> Result<Vec<ImageRepo>, String> {
         // Docker Hub: {push_data: {tag}, repository: {repo_name: "user/app"}}
         names.push(format!("docker.io/{name}"));
     } else if let Some(resources) = v.pointer("/event_data/resources").and_then(Value::as_array) {
-        // Harbor: {type: PUSH_ARTIFACT, event_data: {resources: [{resource_url: "host/p/app:tag"}]}}
-        for r in resources {
+        // Harbor: {type: PUSH_ARTIFACT, event_data: {resources: [{resource_url: "host/p/app:tag"}]}}; pulls,
+        // deletions and scans are other types.
+        let push = v.get("type").and_then(Value::as_str).is_some_and(|t| {
+            t.eq_ignore_ascii_case("PUSH_ARTIFACT") || t.eq_ignore_ascii_case("pushImage")
+        });
+        for r in resources.iter().filter(|_| push) {
             if let Some(url) = r.get("resource_url").and_then(Value::as_str) {
                 let name = tether_automation::run::split_tag(url).0;
                 names.push(name.to_owned());
@@ -314,10 +334,11 @@ pub async fn git(
 /// `POST /hooks/registry`.
 pub async fn registry(
     State(s): State<Arc<ApiState>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    verify_registry(&headers, &body, secret(&s)?).map_err(refused)?;
+    verify_registry(&headers, uri.query(), &body, secret(&s)?).map_err(refused)?;
     let repos = parse_registry(&body).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     if repos.is_empty() {
         return Ok((
@@ -424,7 +445,13 @@ mod tests {
             [ImageRepo::parse("harbor.example/lib/app").unwrap()]
         );
         let token = signed("authorization", "Bearer s3".into());
-        assert!(verify_registry(&token, b"{}", b"s3").is_ok());
-        assert!(verify_registry(&token, b"{}", b"nope").is_err());
+        assert!(verify_registry(&token, None, b"{}", b"s3").is_ok());
+        assert!(verify_registry(&token, None, b"{}", b"nope").is_err());
+        let none = HeaderMap::new();
+        assert!(verify_registry(&none, Some("a=1&token=s3"), b"{}", b"s3").is_ok());
+        assert!(verify_registry(&none, Some("token=s4"), b"{}", b"s3").is_err());
+        assert!(verify_registry(&none, None, b"{}", b"s3").is_err());
+        let pull = br#"{"type":"PULL_ARTIFACT","event_data":{"resources":[{"resource_url":"harbor.example/lib/app:1.0"}]}}"#;
+        assert!(parse_registry(pull).unwrap().is_empty());
     }
 }

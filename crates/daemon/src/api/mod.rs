@@ -123,7 +123,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(paths::POLICY, post(handlers::policy))
         .route(paths::RELEASE, post(handlers::release))
         .route(paths::IDENTITY, get(handlers::identity))
-        .route(paths::HOOK_GIT, post(hooks::git))
+        // GitHub sends push payloads of up to 25 MB; axum's default limit is 2 MB.
+        .route(
+            paths::HOOK_GIT,
+            post(hooks::git).layer(axum::extract::DefaultBodyLimit::max(25 << 20)),
+        )
         .route(paths::HOOK_REGISTRY, post(hooks::registry))
         .fallback(|| async {
             ApiError(
