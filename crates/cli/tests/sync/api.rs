@@ -8,7 +8,7 @@ use crate::support::{free_addr, http, http_get, namespace as ns, wait_for, Daemo
 
 /// A running agent and where its API is.
 pub(crate) struct Agent {
-    _daemon: Daemon,
+    pub(crate) daemon: Daemon,
     pub(crate) url: String,
     pub(crate) api: String,
 }
@@ -37,7 +37,7 @@ pub(crate) fn start(e: &Env, extra: &[&str]) -> Agent {
             && http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200")
     });
     Agent {
-        _daemon: daemon,
+        daemon,
         url: format!("http://{api}"),
         api,
     }
@@ -188,6 +188,7 @@ fn a_team_role_lists_and_locks_its_own_workloads_and_nothing_else() {
     assert_eq!(live["metadata"]["annotations"]["fluxcd.io/locked"], "true");
     let shown = with_token(&["list-workloads", "-n", &a]).out();
     assert!(shown.contains("locked (alice: incident 42)"), "{shown}");
+    agent.daemon.assert_log_lacks(&[&token]);
 }
 
 #[test]

@@ -410,3 +410,61 @@ fn the_daemon_commits_a_new_tag_and_deploys_it_without_waiting_for_the_poll() {
     drop(daemon);
     assert_eq!(e.commits()[0], format!("Auto-release {image}:1.1.0"));
 }
+
+#[test]
+fn an_automation_killed_while_pushing_converges_with_one_commit_after_a_restart() {
+    use std::os::unix::process::CommandExt;
+    // The Git host holds tether's first push for a while: long enough to kill tether (-9, with the git and
+    // ssh processes it started) between its local commit and the push landing.
+    let marker = tempfile::tempdir().unwrap();
+    let pushing = marker.path().join("pushing");
+    let hook = format!("touch {} && sleep 8", pushing.display());
+    let e = Env::with("auto-kill", RegistryOptions::default(), Some(&hook));
+    let n = e.w.n.clone();
+    e.push("team/kill", "1.0.0", "2024-01-01T00:00:00Z");
+    e.push("team/kill", "1.1.0", "2024-02-01T00:00:00Z");
+    let image = e.reg.repo("team/kill");
+    let annotations = "    fluxcd.io/automated: \"true\"\n";
+    e.w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        (
+            "app.yaml",
+            &deployment(&n, "app", annotations, &format!("{image}:1.0.0"), ""),
+        ),
+    ]);
+    e.w.repo.commit("first");
+
+    let flags = e.flags();
+    let mut args: Vec<&str> = vec!["update-images"];
+    args.extend(flags.iter().map(String::as_str));
+    let mut cmd = e.w.command(&args);
+    cmd.process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pushing.exists() {
+        assert!(std::time::Instant::now() < deadline, "tether never pushed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let group = format!("-{}", child.id());
+    let killed = std::process::Command::new("kill")
+        .args(["-9", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = child.wait();
+
+    // Whether or not the held push landed, a restart ends with exactly one commit for the update, and the
+    // next sync deploys it.
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    let commits = e.commits();
+    assert_eq!(
+        commits,
+        [format!("Auto-release {image}:1.1.0"), "first".into()],
+        "{commits:?}"
+    );
+    e.sync();
+    assert_eq!(e.image_of("app"), format!("{image}:1.1.0"));
+}

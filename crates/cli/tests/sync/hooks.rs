@@ -92,6 +92,7 @@ fn a_signed_push_syncs_at_once_and_a_wrongly_signed_one_triggers_nothing() {
         value().as_deref() == Some("2")
     });
     eprintln!("webhook to applied: {:?}", sent.elapsed());
+    agent.daemon.assert_log_lacks(&["s3cret"]);
 }
 
 #[test]
@@ -150,4 +151,5 @@ fn a_registry_push_event_scans_that_repository_and_the_update_is_deployed() {
         e.image_of("app") == format!("{repo}:1.1.0")
     });
     assert_eq!(e.commits()[0], format!("Auto-release {repo}:1.1.0"));
+    agent.daemon.assert_log_lacks(&["reg-secret"]);
 }

@@ -126,4 +126,5 @@ fn a_broken_commit_is_reported_once_naming_file_and_object_and_its_fix_once() {
     assert_eq!(got.len(), 2, "{got:?}");
     let v: serde_json::Value = serde_json::from_str(&got[1].1).unwrap();
     assert_eq!(v["event"], "sync_recovered", "{v}");
+    agent.daemon.assert_log_lacks(&["n0tify"]);
 }

@@ -104,6 +104,22 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Asserts that no secret the test used appears in the daemon's log.
+    pub fn assert_log_lacks(&self, secrets: &[&str]) {
+        let log = self.log();
+        for s in secrets {
+            assert!(
+                !s.is_empty() && !log.contains(s),
+                "a secret is in the daemon's log"
+            );
+        }
+    }
+
     /// Starts `cmd` with its log captured.
     pub fn spawn(mut cmd: Command) -> Daemon {
         let log = tempfile::NamedTempFile::new().unwrap();
