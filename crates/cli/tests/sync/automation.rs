@@ -468,3 +468,48 @@ fn an_automation_killed_while_pushing_converges_with_one_commit_after_a_restart(
     e.sync();
     assert_eq!(e.image_of("app"), format!("{image}:1.1.0"));
 }
+
+#[test]
+fn a_registry_failing_for_a_while_costs_passes_and_nothing_else() {
+    let e = Env::new("auto-500");
+    let n = e.w.n.clone();
+    e.push("team/flaky", "1.0.0", "2024-01-01T00:00:00Z");
+    e.push("team/flaky", "1.1.0", "2024-02-01T00:00:00Z");
+    let image = e.reg.repo("team/flaky");
+    e.w.repo.write(&[(
+        "app.yaml",
+        &deployment(
+            &n,
+            "app",
+            "    fluxcd.io/automated: \"true\"\n",
+            &format!("{image}:1.0.0"),
+            "",
+        ),
+    )]);
+    e.w.repo.commit("first");
+    // The registry answers 500 to every tag list for a while (more than any pass retries).
+    e.reg.inject(Fault {
+        kind: Some(RequestKind::TagsList),
+        times: 1000,
+        status: 500,
+        retry_after: None,
+    });
+    for _ in 0..2 {
+        let out = e.automate();
+        assert!(!out.0.status.success(), "{}", out.stdout());
+        let err = out.stderr();
+        assert!(
+            err.contains(&format!("{n}:deployment/app")) && err.contains("500"),
+            "{err}"
+        );
+    }
+    assert_eq!(e.commits(), ["first"], "a failing registry made a commit");
+    // Once it answers again, the next pass makes the one commit.
+    e.reg.clear_faults();
+    let out = e.automate();
+    assert!(out.0.status.success(), "{}", out.stderr());
+    assert_eq!(
+        e.commits(),
+        [format!("Auto-release {image}:1.1.0"), "first".into()]
+    );
+}

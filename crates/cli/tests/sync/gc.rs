@@ -533,3 +533,108 @@ fn a_sync_killed_while_collecting_finishes_the_job_at_the_next_one() {
     assert!(w.once_file(&[GC]).ok().contains("deleted=0"));
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
+
+#[test]
+fn an_inventory_edited_by_hand_stops_collection_with_its_fix_and_deletes_nothing() {
+    let w = World::new("gc-edited");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("b.yaml", &cm(&n, "b")),
+    ]);
+    w.repo.commit("first");
+    w.once_file(&[GC]).ok();
+    // Someone "fixes" the inventory by hand and leaves a line tether cannot read; then b leaves Git.
+    let inventory = format!("configmap/{n}-inventory");
+    w.kubectl(&[
+        "-n",
+        "default",
+        "patch",
+        &inventory,
+        "--type=merge",
+        "-p",
+        r##"{"data":{"objects":"# edited\nthis is not an inventory line\n"}}"##,
+    ]);
+    w.repo.remove("b.yaml");
+    w.repo.commit("drop b");
+    let err = w.once_file(&[GC]).failed();
+    assert!(
+        err.contains("malformed") && err.contains("delete it"),
+        "{err}"
+    );
+    assert!(
+        w.get(&["-n", &n, "configmap/b"]).is_some(),
+        "deleted on an unreadable inventory"
+    );
+    // The advice works: with the inventory deleted, the label sweep finds b and collects it.
+    w.kubectl(&["-n", "default", "delete", &inventory]);
+    let summary = w.once_file(&[GC]).ok();
+    assert!(summary.contains("deleted=1"), "{summary}");
+    assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
+    assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
+
+#[test]
+fn two_replicas_without_leader_election_on_different_revisions_orphan_nothing() {
+    // Two agents of one sync name run at once, one still on the old commit (a rollout without
+    // --leader-elect): whatever order their writes land in, the next sync of the real head leaves exactly
+    // Git's objects carrying the sync's label.
+    let w = World::new("gc-twins");
+    let n = w.n.clone();
+    let old = tether_testenv::GitRepo::new();
+    old.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("x.yaml", &cm(&n, "old-only")),
+    ]);
+    old.commit("old");
+    w.repo.write(&[
+        ("ns.yaml", &ns(&n)),
+        ("a.yaml", &cm(&n, "a")),
+        ("y.yaml", &cm(&n, "new-only")),
+    ]);
+    w.repo.commit("new");
+    let run = |url: String| {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().display().to_string();
+        let child = w
+            .command(&[
+                "daemon",
+                "--once",
+                "--git-url",
+                &url,
+                GC,
+                "--cache-dir",
+                &dir,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, cache)
+    };
+    for _ in 0..3 {
+        let (mut x, _cx) = run(w.repo.file_url());
+        let (mut y, _cy) = run(old.file_url());
+        let _ = x.wait();
+        let _ = y.wait();
+    }
+    let summary = w.once_file(&[GC]).ok();
+    assert!(summary.contains("revision="), "{summary}");
+    let labelled = w.kubectl(&[
+        "-n",
+        &n,
+        "get",
+        "configmaps",
+        "-l",
+        &format!("tether.dev/sync={n}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    let mut names: Vec<&str> = labelled.split_whitespace().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "new-only"], "orphaned or lost: {labelled}");
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}

@@ -218,3 +218,76 @@ fn a_remote_that_vanishes_fails_the_sync_and_a_rewritten_history_is_followed() {
     );
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
+
+/// Every loose object file of a bare repository.
+fn loose_objects(bare: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(bare.join("objects")).unwrap().flatten() {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        if name.len() != 2 {
+            continue; // info/, pack/
+        }
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            out.insert(f.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_corrupted_remote_fails_the_sync_without_collecting_and_recovers_once_repaired() {
+    let w = World::new("remote-corrupt");
+    let n = w.n.clone();
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n")
+    };
+    w.repo.write(&[
+        ("ns.yaml", &crate::support::namespace(&n)),
+        ("a.yaml", &cm("a")),
+        ("b.yaml", &cm("b")),
+    ]);
+    let first = w.repo.commit("first");
+    let gc = "--sync-garbage-collection";
+    w.once_file(&[gc]).ok();
+
+    // The next commit (dropping b) reaches the host, whose disk then corrupts the objects it stored.
+    let before = loose_objects(&w.repo.bare);
+    w.repo.remove("b.yaml");
+    w.repo.commit("drop b");
+    let added: Vec<_> = loose_objects(&w.repo.bare)
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(!added.is_empty(), "the push stored no loose objects");
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = added
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+    for (p, _) in &saved {
+        let mut perms = std::fs::metadata(p).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(p, perms).unwrap();
+        std::fs::write(p, b"not a git object").unwrap();
+    }
+    let err = w.once_file(&[gc]).failed();
+    assert!(err.contains(&w.repo.bare.display().to_string()), "{err}");
+    assert!(
+        w.get(&["-n", &n, "configmap/b"]).is_some(),
+        "collected on a commit that could not be read"
+    );
+    assert_eq!(
+        w.repo.rev_parse("refs/tags/tether-sync^{commit}"),
+        Some(first),
+        "the marker moved"
+    );
+
+    // Repaired, the commit is applied and b collected.
+    for (p, bytes) in &saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+    let summary = w.once_file(&[gc]).ok();
+    assert!(summary.contains("deleted=1"), "{summary}");
+    assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
