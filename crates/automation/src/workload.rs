@@ -70,6 +70,32 @@ impl Workload {
 
 /// The workloads among rendered resources; namespaced objects without a namespace get `default_namespace`.
 pub fn workloads(resources: &[Resource], default_namespace: &str) -> Vec<Workload> {
+    collect(resources, default_namespace, Value::clone)
+}
+
+/// Like [`workloads`], but each keeps of its manifest only what policies are read from (apiVersion, kind,
+/// name, namespace and annotations): what a long-lived list of workloads needs, without holding a copy of
+/// every manifest.
+pub fn workload_summaries(resources: &[Resource], default_namespace: &str) -> Vec<Workload> {
+    collect(resources, default_namespace, |object| {
+        let get = |path: &str| object.pointer(path).cloned().unwrap_or(Value::Null);
+        serde_json::json!({
+            "apiVersion": get("/apiVersion"),
+            "kind": get("/kind"),
+            "metadata": {
+                "name": get("/metadata/name"),
+                "namespace": get("/metadata/namespace"),
+                "annotations": get("/metadata/annotations"),
+            },
+        })
+    })
+}
+
+fn collect(
+    resources: &[Resource],
+    default_namespace: &str,
+    keep: impl Fn(&Value) -> Value,
+) -> Vec<Workload> {
     let mut out = Vec::new();
     for r in resources {
         if !workload::is_workload(r.kind()) {
@@ -117,7 +143,7 @@ pub fn workloads(resources: &[Resource], default_namespace: &str) -> Vec<Workloa
             id: ObjectId::new(r.api_version(), r.kind(), Some(namespace), r.name()),
             source: r.source.clone(),
             containers,
-            object: r.object.clone(),
+            object: keep(&r.object),
             pull_secrets,
             service_account,
         });

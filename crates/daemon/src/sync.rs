@@ -278,7 +278,7 @@ impl Syncer {
     pub async fn observe(&self) -> Result<Arc<Vec<tether_automation::Workload>>, SyncError> {
         let repo = self.repo.lock().await;
         let snapshot = Snapshot::head(&repo, &self.cfg.paths, &self.renderer).await?;
-        Ok(Arc::new(tether_automation::workloads(
+        Ok(Arc::new(tether_automation::workload::workload_summaries(
             &snapshot.resources,
             &self.opts.default_namespace,
         )))
@@ -329,8 +329,13 @@ impl Syncer {
         )
         .await?;
         stages.mark("checkout_render");
-        let workloads =
-            tether_automation::workloads(&snapshot.resources, &self.opts.default_namespace);
+        // For the API: each workload's id, file, containers and annotations, not its whole manifest.
+        let workloads: Vec<tether_automation::Workload> =
+            tether_automation::workload::workload_summaries(
+                &snapshot.resources,
+                &self.opts.default_namespace,
+            );
+        stages.mark("workloads");
         let planned = self.engine.plan(snapshot.resources, &self.opts).await?;
         let client = self.engine.client();
         let previous = self.inventory.load(client).await?;
@@ -502,10 +507,18 @@ fn changes_of(
     (shown, total)
 }
 
-/// Wall time per stage of one sync, for `RUST_LOG=debug` (where a slow sync spends its time).
+/// Wall time and resident memory after each stage of one sync, for `RUST_LOG=debug` (where a slow or large
+/// sync spends its time and memory).
 struct Stages {
     last: Instant,
-    spent: Vec<(&'static str, std::time::Duration)>,
+    spent: Vec<(&'static str, std::time::Duration, Option<u64>)>,
+}
+
+/// Resident memory of this process in MB (Linux), for the stage log.
+fn rss_mb() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096 / 1_000_000)
 }
 
 impl Stages {
@@ -518,16 +531,19 @@ impl Stages {
 
     fn mark(&mut self, stage: &'static str) {
         let now = Instant::now();
-        self.spent.push((stage, now - self.last));
+        self.spent.push((stage, now - self.last, rss_mb()));
         self.last = now;
     }
 }
 
 impl fmt::Display for Stages {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (stage, d)) in self.spent.iter().enumerate() {
+        for (i, (stage, d, rss)) in self.spent.iter().enumerate() {
             let sep = if i == 0 { "" } else { " " };
             write!(f, "{sep}{stage}={}ms", d.as_millis())?;
+            if let Some(mb) = rss {
+                write!(f, "/{mb}MB")?;
+            }
         }
         Ok(())
     }

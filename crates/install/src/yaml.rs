@@ -51,7 +51,11 @@ fn comment(out: &mut String, indent: usize, text: Option<&String>) {
 fn ordered(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
     const FIRST: [&str; 5] = ["apiVersion", "kind", "metadata", "name", "namespace"];
     let mut entries: Vec<_> = m.iter().collect();
-    entries.sort_by_key(|(k, _)| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
+    // The well-known keys first, then the rest by name, whatever order the map keeps.
+    entries.sort_by(|(a, _), (b, _)| {
+        let rank = |k: &str| FIRST.iter().position(|f| *f == k).unwrap_or(FIRST.len());
+        (rank(a), *a).cmp(&(rank(b), *b))
+    });
     entries
 }
 

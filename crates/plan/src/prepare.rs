@@ -269,7 +269,43 @@ pub fn owner_mark(sync_name: &str, id: &ObjectId) -> String {
 
 /// Hash of a manifest body (keys are ordered, so formatting in Git does not matter).
 pub fn checksum_of(body: &Value) -> String {
-    hex::encode(&Sha256::digest(body.to_string().as_bytes())[..16])
+    let mut text = String::new();
+    canonical(body, &mut text);
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// Compact JSON with every object's keys sorted: the same text whatever order the manifest wrote its keys
+/// in (and the text checksums were taken of when maps were kept sorted, so existing checksums still match).
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(v) = m.get(k) {
+                    canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 fn set_namespace(body: &mut Value, namespace: Option<&str>) {

@@ -301,3 +301,25 @@ fn a_secret_written_with_string_data_is_unchanged_once_the_server_stored_it_as_d
     live["data"]["password"] = "Y2hhbmdlZA==".into();
     assert_eq!(decide(&d, Some(&live)), Action::Verify);
 }
+
+#[test]
+fn checksums_ignore_key_order_and_match_those_taken_of_sorted_maps() {
+    let a: Value =
+        serde_json::from_str(r#"{"kind":"ConfigMap","apiVersion":"v1","data":{"b":"2","a":"1"}}"#)
+            .unwrap();
+    let b: Value =
+        serde_json::from_str(r#"{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap"}"#)
+            .unwrap();
+    assert_eq!(checksum_of(&a), checksum_of(&b));
+    // What serde_json wrote for the same object when its maps were sorted: checksums already on live objects
+    // stay valid.
+    let sorted = r#"{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap"}"#;
+    assert_eq!(
+        checksum_of(&a),
+        hex::encode(&Sha256::digest(sorted.as_bytes())[..16])
+    );
+    let c: Value =
+        serde_json::from_str(r#"{"apiVersion":"v1","data":{"a":"1","b":"3"},"kind":"ConfigMap"}"#)
+            .unwrap();
+    assert_ne!(checksum_of(&a), checksum_of(&c));
+}
