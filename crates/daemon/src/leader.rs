@@ -36,6 +36,17 @@ pub struct State {
 #[derive(Clone, Debug)]
 pub struct Leadership {
     rx: watch::Receiver<State>,
+    release: Option<Arc<Release>>,
+}
+
+/// What giving the Lease up needs.
+#[derive(Debug)]
+struct Release {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    /// Set once given up: the election stops renewing.
+    done: std::sync::atomic::AtomicBool,
 }
 
 impl Leadership {
@@ -45,7 +56,43 @@ impl Leadership {
             leader: true,
             holder: None,
         });
-        Leadership { rx }
+        Leadership { rx, release: None }
+    }
+
+    /// Gives the Lease up if this replica holds it (on SIGTERM), so a standby takes over at once instead of
+    /// a lease duration later; bounded to a few seconds, a failure only logged.
+    pub async fn release(&self) {
+        let Some(r) = &self.release else {
+            return;
+        };
+        r.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !self.is_leader() {
+            return;
+        }
+        let give_up = async {
+            let mut lease = r.api.get(&r.name).await?;
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            if spec.holder_identity.as_deref() != Some(r.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+            r.api
+                .replace(&r.name, &PostParams::default(), &lease)
+                .await
+                .map(drop)
+        };
+        match tokio::time::timeout(Duration::from_secs(3), give_up).await {
+            Ok(Ok(())) => info!(component = "leader", lease = %r.name, "gave the Lease up"),
+            Ok(Err(e)) => {
+                warn!(component = "leader", error = %e, "could not give the Lease up; a standby takes over when it expires")
+            }
+            Err(_) => warn!(
+                component = "leader",
+                "giving the Lease up timed out; a standby takes over when it expires"
+            ),
+        }
     }
 
     /// Whether this replica may write now.
@@ -86,6 +133,13 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
     let name = lease_name(sync_name);
     let namespace = namespace.to_owned();
     let tx = Arc::new(tx);
+    let release = Arc::new(Release {
+        api: api.clone(),
+        name: name.clone(),
+        identity: s.identity.clone(),
+        done: std::sync::atomic::AtomicBool::new(false),
+    });
+    let released = release.clone();
     tokio::spawn(async move {
         let mut observed: Option<(String, Instant)> = None; // (resourceVersion, when it last changed)
         let renew = s.lease_duration / 3;
@@ -93,6 +147,13 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
         let pod = PodLabel::from_env(api.clone().into_client(), &namespace);
         pod.set(false).await;
         loop {
+            if released.done.load(std::sync::atomic::Ordering::SeqCst) {
+                tx.send_replace(State {
+                    leader: false,
+                    holder: None,
+                });
+                return;
+            }
             // A renewal that hangs must not outlive the Lease: after a third of it, it counts as failed.
             let result =
                 match tokio::time::timeout(renew, step(&api, &name, &s, &mut observed)).await {
@@ -142,7 +203,10 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
             tokio::time::sleep(wait).await;
         }
     });
-    Leadership { rx }
+    Leadership {
+        rx,
+        release: Some(release),
+    }
 }
 
 /// One round: take the Lease if free or expired, renew it if ours.

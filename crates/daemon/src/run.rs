@@ -141,6 +141,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = &mut shutdown => {
                     info!(component = "daemon", "shutting down");
+                    leadership.release().await;
                     return Ok(());
                 }
                 _ = leadership.acquired() => {
@@ -156,6 +157,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut shutdown => {
                 info!(component = "daemon", "shutting down");
+                leadership.release().await;
                 return Ok(());
             }
             _ = sleep_until(wake) => {}
@@ -192,6 +194,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             r = work => r,
             _ = &mut shutdown => {
                 info!(component = "daemon", "shutting down during a sync; the sync marker did not move");
+                leadership.release().await;
                 return Ok(());
             }
             // Another replica may hold the Lease soon: stop writing at once.

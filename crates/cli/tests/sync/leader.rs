@@ -57,7 +57,7 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
     let url = w.repo.file_url();
     let cache2 = tempfile::tempdir().unwrap();
     // Each replica's "own Pod" (simulated nodes run them): replicas label theirs with their role.
-    for pod in ["a", "b"] {
+    for pod in ["a", "b", "c"] {
         w.kubectl(&[
             "-n",
             &n,
@@ -118,7 +118,7 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
     wait_for("a's first sync", Duration::from_secs(30), || {
         value().as_deref() == Some("1")
     });
-    let _second = replica("b", &k2, Some(cache2.path()));
+    let mut second = replica("b", &k2, Some(cache2.path()));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         holder(),
@@ -184,4 +184,15 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_there_are_never_two_writ
         writers[first_b..].iter().all(|w| *w == "b"),
         "two writers: {writers:?}"
     );
+
+    // A leader stopped the way Kubernetes stops a pod (SIGTERM) gives the Lease up on its way out, so the
+    // standby takes over at once rather than a lease duration later.
+    let cache3 = tempfile::tempdir().unwrap();
+    let _third = replica("c", &k2, Some(cache3.path()));
+    wait_for("c to stand by", Duration::from_secs(10), || {
+        role("c") == "standby"
+    });
+    assert!(second.terminate().success());
+    assert_ne!(holder(), "b", "the stopped leader kept the Lease");
+    wait_for("c to lead", Duration::from_secs(10), || holder() == "c");
 }
