@@ -279,3 +279,48 @@ fn an_object_in_a_misspelled_namespace_fails_at_the_first_answer() {
         "a rejected commit was partly applied"
     );
 }
+
+#[test]
+fn oversize_annotations_and_text_that_is_not_utf8_are_refused_naming_the_object_and_nothing_is_applied(
+) {
+    let w = World::new("sync-oversize");
+    let n = &w.n;
+    let ns = crate::support::namespace(n);
+    w.repo.write(&[("ns.yaml", &ns)]);
+    w.repo.commit("namespace");
+    w.once_file(&[]).ok();
+
+    // 300 KiB of annotations: over the API server's 256 KiB limit for the whole of an object's annotations.
+    let huge = "x".repeat(300 * 1024);
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\n  namespace: {n}\n  annotations:\n    note: \"{huge}\"\n"
+    );
+    let fine =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\n  namespace: {n}\n");
+    w.repo
+        .write(&[("big/annotated.yaml", &big), ("fine.yaml", &fine)]);
+    w.repo.commit("an object with too many annotations");
+    let err = w.once_file(&[]).failed();
+    assert!(
+        err.contains(&format!("{n}:configmap/big (big/annotated.yaml:1)"))
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&huge[..1000]),
+        "the annotation was echoed whole"
+    );
+    assert!(w.get(&["-n", n, "configmap/fine"]).is_none());
+
+    // A manifest with bytes that are not UTF-8 names its file; still nothing applied.
+    w.repo.remove("big");
+    std::fs::write(
+        w.repo.work.join("latin1.yaml"),
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: latin\n  namespace: x\ndata:\n  k: caf\xe9\n",
+    )
+    .unwrap();
+    w.repo.commit("a Latin-1 file");
+    let err = w.once_file(&[]).failed();
+    assert!(err.contains("latin1.yaml"), "{err}");
+    assert!(w.get(&["-n", n, "configmap/fine"]).is_none());
+}
