@@ -112,12 +112,10 @@ impl Auth {
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| {
-                Denied::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "cannot check the token with a TokenReview: {e}; the agent needs create on \
-                         tokenreviews.authentication.k8s.io"
-                    ),
+                unavailable(
+                    "the token with a TokenReview",
+                    &e,
+                    "tokenreviews.authentication.k8s.io",
                 )
             })?;
         let user = answer
@@ -239,18 +237,24 @@ impl Auth {
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| {
-                Denied::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "cannot check permissions with a SubjectAccessReview: {e}; the agent needs \
-                         create on subjectaccessreviews.authorization.k8s.io"
-                    ),
+                unavailable(
+                    "permissions with a SubjectAccessReview",
+                    &e,
+                    "subjectaccessreviews.authorization.k8s.io",
                 )
             })?;
         Ok(answer.status.map_or((false, String::new()), |s| {
             (s.allowed, s.reason.unwrap_or_default())
         }))
     }
+}
+
+/// 503: the review itself could not be made (the agent's own rights, or the API server).
+fn unavailable(what: &str, e: &kube::Error, resource: &str) -> Denied {
+    Denied::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("cannot check {what}: {e}; the agent needs create on {resource}"),
+    )
 }
 
 fn invalid() -> Denied {
