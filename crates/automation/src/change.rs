@@ -133,19 +133,47 @@ pub async fn apply_policy(
     message: Option<&str>,
     user: Option<&str>,
 ) -> Result<(String, Option<String>), Error> {
+    let refuse = |reason: String| {
+        Error::Update(writeback::WriteError::Refused {
+            workload: workload.to_string(),
+            reason,
+        })
+    };
+    check(updates, message, user).map_err(refuse)?;
+    // Tag filters are checked against the workload's containers in Git: an annotation for a container
+    // that does not exist would be a silent no-op (or, with an odd name, a key the API server refuses).
+    let containers: Vec<String> = if updates
+        .iter()
+        .any(|u| matches!(u, PolicyUpdate::Tag { .. }))
+    {
+        let head = tether_render::Snapshot::head(repo, at.paths, at.renderer).await?;
+        crate::workloads(&head.resources, at.default_namespace)
+            .into_iter()
+            .find(|w| workload.matches(&w.id))
+            .ok_or_else(|| writeback::WriteError::NoWorkload(workload.to_string()))?
+            .containers
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut changes = Vec::new();
     for u in updates {
         match u {
+            PolicyUpdate::Tag { container, .. }
+                if !container.is_empty() && !containers.contains(container) =>
+            {
+                return Err(refuse(format!(
+                    "has no container {container:?} (its containers: {})",
+                    containers.join(", ")
+                )));
+            }
             PolicyUpdate::Tag { container, pattern } if container.is_empty() => {
-                let head = tether_render::Snapshot::head(repo, at.paths, at.renderer).await?;
-                let w = crate::workloads(&head.resources, at.default_namespace)
-                    .into_iter()
-                    .find(|w| workload.matches(&w.id))
-                    .ok_or_else(|| writeback::WriteError::NoWorkload(workload.to_string()))?;
-                for c in &w.containers {
+                for c in &containers {
                     changes.extend(
                         PolicyUpdate::Tag {
-                            container: c.name.clone(),
+                            container: c.clone(),
                             pattern: pattern.clone(),
                         }
                         .changes(),
@@ -159,6 +187,40 @@ pub async fn apply_policy(
     let full = commit_message(&subject, message, user);
     let commit = commit(repo, at, workload, &changes, &full).await?;
     Ok((subject, commit))
+}
+
+/// The longest lock message and user name written into annotations (the API server refuses an object whose
+/// annotations pass 256 KiB, which would stop every sync of the repository).
+pub const MAX_MESSAGE: usize = 1024;
+/// The longest user name.
+pub const MAX_USER: usize = 256;
+
+/// Refuses input that would write an annotation the API server rejects or that is not what was meant: an
+/// overlong message or user, a user with control characters, a tag pattern that does not parse.
+pub fn check(
+    updates: &[PolicyUpdate],
+    message: Option<&str>,
+    user: Option<&str>,
+) -> Result<(), String> {
+    if message.is_some_and(|m| m.len() > MAX_MESSAGE) {
+        return Err(format!("the message is longer than {MAX_MESSAGE} bytes"));
+    }
+    if let Some(u) = user {
+        if u.len() > MAX_USER || u.chars().any(char::is_control) {
+            return Err(format!(
+                "the user must be at most {MAX_USER} bytes without control characters"
+            ));
+        }
+    }
+    for u in updates {
+        if let PolicyUpdate::Tag { pattern, .. } = u {
+            if !matches!(pattern.as_str(), "*" | "glob:*") {
+                tether_registry::TagPolicy::parse(pattern)
+                    .map_err(|e| format!("tag filter {pattern:?}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes a change in a fresh worktree of the branch head with `edit` (which returns what it did, the commit
@@ -198,6 +260,19 @@ mod tests {
 
     fn id() -> ObjectId {
         ObjectId::new("apps/v1", "Deployment", Some("demo"), "echov")
+    }
+
+    #[test]
+    fn oversize_messages_control_characters_and_bad_patterns_are_refused() {
+        let tag = |p: &str| PolicyUpdate::Tag {
+            container: "web".into(),
+            pattern: p.into(),
+        };
+        assert!(check(&[tag("semver:~1.4")], Some("incident 42"), Some("alice")).is_ok());
+        assert!(check(&[tag("*")], None, None).is_ok());
+        assert!(check(&[tag("semver:not a range")], None, None).is_err());
+        assert!(check(&[], Some(&"x".repeat(MAX_MESSAGE + 1)), None).is_err());
+        assert!(check(&[], None, Some("al\nice")).is_err());
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub(crate) fn spawn(automation: Arc<Automation>, explain: Explain, interval: Dur
     let task = async move {
         // `None`: every automated workload; else only those running these repositories (a registry webhook).
         let mut only: Option<BTreeSet<ImageRepo>> = None;
+        let mut next_full = tokio::time::Instant::now();
         loop {
             if !leadership.is_leader() {
                 // Only the leader commits; a standby replica waits for its turn.
@@ -123,8 +124,12 @@ pub(crate) fn spawn(automation: Arc<Automation>, explain: Explain, interval: Dur
                     error!(component = "automation", error = %explain(&e), "automation pass failed")
                 }
             }
+            if only.is_none() {
+                next_full = tokio::time::Instant::now() + interval;
+            }
+            // Webhook scans come between full passes without postponing them.
             only = tokio::select! {
-                _ = tokio::time::sleep(interval) => None,
+                _ = tokio::time::sleep_until(next_full) => None,
                 repos = control.scans_wanted() => Some(repos),
             };
         }

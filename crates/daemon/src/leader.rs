@@ -47,6 +47,8 @@ struct Release {
     identity: String,
     /// Set once given up: the election stops renewing.
     done: std::sync::atomic::AtomicBool,
+    /// Held by the election during each step.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Leadership {
@@ -66,6 +68,10 @@ impl Leadership {
             return;
         };
         r.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wait for a step in flight (bounded below), so it cannot take the Lease back after this.
+        let _writing = tokio::time::timeout(Duration::from_secs(3), r.writing.lock())
+            .await
+            .ok();
         if !self.is_leader() {
             return;
         }
@@ -138,6 +144,7 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
         name: name.clone(),
         identity: s.identity.clone(),
         done: std::sync::atomic::AtomicBool::new(false),
+        writing: tokio::sync::Mutex::new(()),
     });
     let released = release.clone();
     tokio::spawn(async move {
@@ -154,18 +161,31 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
                 });
                 return;
             }
-            // A renewal that hangs must not outlive the Lease: after a third of it, it counts as failed.
-            let result =
-                match tokio::time::timeout(renew, step(&api, &name, &s, &mut observed)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(kube::Error::Service(
-                        format!("no answer within {renew:?}").into(),
-                    )),
-                };
+            // A renewal that hangs must not outlive the Lease: after a third of it, or sooner when the last
+            // renewal is already old, it counts as failed. Renewals are timed from when they were sent.
+            let sent = Instant::now();
+            let limit = match renewed_at {
+                Some(t) => renew.min((s.lease_duration * 2 / 3).saturating_sub(t.elapsed())),
+                None => renew,
+            };
+            let stepped = {
+                // Held while a step may write, so giving the Lease up waits for it (and is not undone by it).
+                let _writing = released.writing.lock().await;
+                if released.done.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                tokio::time::timeout(limit, step(&api, &name, &s, &mut observed)).await
+            };
+            let result = match stepped {
+                Ok(r) => r,
+                Err(_) => Err(kube::Error::Service(
+                    format!("no answer within {limit:?}").into(),
+                )),
+            };
             let state = match result {
                 Ok(st) => {
                     if st.leader {
-                        renewed_at = Some(Instant::now());
+                        renewed_at = Some(sent);
                     }
                     st
                 }
@@ -193,7 +213,9 @@ pub fn start(client: kube::Client, namespace: &str, sync_name: &str, s: Settings
             let leading = state.leader;
             tx.send_replace(state);
             if changed {
-                pod.set(leading).await;
+                // Beside the loop: a slow Pod patch must never delay a renewal.
+                let pod = pod.clone();
+                tokio::spawn(async move { pod.set(leading).await });
             }
             let wait = if tx.borrow().leader {
                 renew
@@ -284,6 +306,7 @@ async fn step(
 }
 
 /// This replica's Pod, when `POD_NAME` names it: labelled with its role so the Service reaches the leader.
+#[derive(Clone)]
 struct PodLabel {
     api: Api<Pod>,
     name: Option<String>,

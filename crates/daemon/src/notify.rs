@@ -188,6 +188,15 @@ pub fn body(format: Format, event: &Event, sync_name: &str, source: &str) -> Val
     }
 }
 
+/// A receiver as logs may name it: scheme and host only. Incoming-webhook URLs (Slack, Teams, Discord)
+/// carry their secret in the path.
+pub fn receiver_label(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or(host);
+    format!("{scheme}://{host}/…")
+}
+
 /// `sha256=<hex HMAC-SHA256 of body>`.
 pub fn signature(secret: &[u8], body: &[u8]) -> Option<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
@@ -256,7 +265,7 @@ impl Notifier {
             let (http, secret, metrics) = (http.clone(), secret.clone(), admin.clone());
             let (sync_name, source, format) = (sync_name.clone(), source.clone(), settings.format);
             tokio::spawn(async move {
-                let receiver = tether_source::redact(&url);
+                let receiver = receiver_label(&url);
                 while let Some(event) = rx.recv().await {
                     let payload = body(format, &event, &sync_name, &source);
                     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
@@ -318,6 +327,18 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receivers_are_logged_without_the_secret_in_their_path() {
+        assert_eq!(
+            receiver_label("https://hooks.slack.com/services/T0/B0/s3cr3t"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            receiver_label("http://u:p@127.0.0.1:9/x?token=t"),
+            "http://127.0.0.1:9/…"
+        );
+    }
 
     #[test]
     fn a_failure_that_repeats_is_news_once_and_its_end_is_a_recovery() {

@@ -122,7 +122,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         admin.alive();
         if !leadership.is_leader() {
             // Standing by: keep the read API's view of Git current, write nothing, take over when elected.
+            // Callers waiting for a sync are answered at once (their channel closes: "standing by").
             waiting.clear();
+            while requests.try_recv().is_ok() {}
             if Instant::now() >= next_poll {
                 match syncer.observe().await {
                     Ok(workloads) => {
@@ -302,7 +304,14 @@ fn tell(
         }
         Err(e) => {
             let error = record.error.clone().unwrap_or_default();
-            if !dedup.failed(format!("{}: {error}", e.label())) {
+            // The same failure is the same reason about the same objects; the text (a git stderr with a
+            // timing in it, say) may differ from one retry to the next.
+            let objects: Vec<&str> = record
+                .objects
+                .iter()
+                .filter_map(|o| o.object.as_deref())
+                .collect();
+            if !dedup.failed(format!("{}: {}", e.label(), objects.join(","))) {
                 return;
             }
             if let SyncError::Source(tether_source::Error::ReadOnly { .. }) = e {

@@ -513,3 +513,49 @@ fn a_registry_failing_for_a_while_costs_passes_and_nothing_else() {
         [format!("Auto-release {image}:1.1.0"), "first".into()]
     );
 }
+
+#[test]
+fn a_policy_change_that_would_break_every_sync_is_refused_before_anything_is_committed() {
+    let e = Env::new("auto-badpolicy");
+    let n = e.w.n.clone();
+    e.w.repo.write(&[(
+        "app.yaml",
+        &deployment(&n, "app", "    team: x\n", "registry.example/app:1.0.0", ""),
+    )]);
+    e.w.repo.commit("first");
+    let id = format!("{n}:deployment/app");
+    let git = e.git_flags();
+    let run = |command: &str, extra: &[&str]| {
+        let mut args = vec![command];
+        args.extend(git.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        e.w.tether(&args)
+    };
+    // A container the workload does not have, a pattern that does not parse, a message too long for an
+    // annotation the API server would still accept.
+    let no_container = run("policy", &["--workload", &id, "--tag", "nosuch=semver:~1"]);
+    assert!(
+        no_container
+            .failed()
+            .contains("has no container \"nosuch\""),
+        "{}",
+        no_container.stderr()
+    );
+    let bad_pattern = run(
+        "policy",
+        &["--workload", &id, "--tag", "app=semver:not a range"],
+    );
+    assert!(
+        bad_pattern.failed().contains("tag filter"),
+        "{}",
+        bad_pattern.stderr()
+    );
+    let long = "x".repeat(5000);
+    let too_long = run("lock", &["--workload", &id, "-m", &long]);
+    assert!(
+        too_long.failed().contains("longer than"),
+        "{}",
+        too_long.stderr()
+    );
+    assert_eq!(e.commits(), ["first"], "a refused change was committed");
+}

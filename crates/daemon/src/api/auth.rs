@@ -52,9 +52,13 @@ impl Denied {
 /// A token's hash → who it is (`None`: not valid) and when the API server said so.
 type Users = HashMap<[u8; 32], (Option<User>, Instant)>;
 
+/// What a decision is cached under: everything the review is asked about, the caller's uid and extra
+/// included (two tokens of one user may carry different scopes there).
 type Access = (
     String,
+    Option<String>,
     Vec<String>,
+    BTreeMap<String, Vec<String>>,
     &'static str,
     &'static str,
     String,
@@ -149,7 +153,9 @@ impl Auth {
     ) -> Result<(), Denied> {
         let key: Access = (
             user.name.clone(),
+            user.uid.clone(),
             user.groups.clone(),
+            user.extra.clone(),
             verb.as_str(),
             resource.as_str(),
             namespace.to_owned(),

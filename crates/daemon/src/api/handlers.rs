@@ -331,7 +331,8 @@ pub async fn policy(
     info!(component = "api", user = %user.name, workload = %id, requested_by = req.user.as_deref().unwrap_or(""),
         commit = commit.as_deref().unwrap_or("none"), "{subject}");
     let synced = match commit {
-        Some(_) => Some(synced(&s).await?),
+        // Pushed: the answer names the commit even when deploying it could not be waited for.
+        Some(_) => synced(&s).await.ok(),
         None => None,
     };
     Ok(Json(ChangeResult {
@@ -509,7 +510,7 @@ pub async fn release(
         info!(component = "api", user = %user.name, requested_by = req.user.as_deref().unwrap_or(""),
             commit = result.commit.as_deref().unwrap_or("none"), "{}", result.subject);
         if result.commit.is_some() {
-            result.synced = Some(synced(&s).await?);
+            result.synced = synced(&s).await.ok();
         }
     }
     result.skipped = skipped

@@ -287,6 +287,38 @@ pub fn parse_registry(body: &[u8]) -> Result<Vec<ImageRepo>, String> {
     Ok(repos)
 }
 
+/// Hooks read at once; more are answered 429 (senders retry), so unauthenticated bodies cannot fill memory.
+const HOOKS_IN_FLIGHT: usize = 4;
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HOOKS_IN_FLIGHT);
+/// How long one hook may take to arrive and be answered.
+const HOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Bounds webhook requests: at most [`HOOKS_IN_FLIGHT`] at once, each within [`HOOK_DEADLINE`].
+pub async fn bounded(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(_permit) = IN_FLIGHT.try_acquire() else {
+        return ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many webhooks at once; retry".to_owned(),
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(HOOK_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the hook did not arrive within {} s",
+                HOOK_DEADLINE.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
 fn secret(s: &ApiState) -> Result<&[u8], ApiError> {
     s.webhook_secret.as_deref().ok_or_else(|| {
         ApiError(

@@ -123,12 +123,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(paths::POLICY, post(handlers::policy))
         .route(paths::RELEASE, post(handlers::release))
         .route(paths::IDENTITY, get(handlers::identity))
-        // GitHub sends push payloads of up to 25 MB; axum's default limit is 2 MB.
+        // GitHub sends push payloads of up to 25 MB; axum's default limit is 2 MB. Hooks come unauthenticated
+        // until their signature is checked, so few are read at once and none for long.
         .route(
             paths::HOOK_GIT,
-            post(hooks::git).layer(axum::extract::DefaultBodyLimit::max(25 << 20)),
+            post(hooks::git)
+                .layer(axum::extract::DefaultBodyLimit::max(25 << 20))
+                .layer(axum::middleware::from_fn(hooks::bounded)),
         )
-        .route(paths::HOOK_REGISTRY, post(hooks::registry))
+        .route(
+            paths::HOOK_REGISTRY,
+            post(hooks::registry).layer(axum::middleware::from_fn(hooks::bounded)),
+        )
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
