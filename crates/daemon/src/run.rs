@@ -127,7 +127,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             while requests.try_recv().is_ok() {}
             if Instant::now() >= next_poll {
                 match syncer.observe().await {
-                    Ok(workloads) => {
+                    Ok(None) => {}
+                    Ok(Some(workloads)) => {
                         control.set_workloads(workloads);
                         // A standby that reads Git and the cluster is ready to serve reads and to lead.
                         admin

@@ -134,6 +134,8 @@ pub struct Syncer {
     write_checked: bool,
     namespace: String,
     uses_deploy_key: bool,
+    /// The head a standby last rendered for the read API.
+    observed: Option<String>,
     /// The commit the last sync tried, for its record when it failed.
     attempted: Option<String>,
     /// The workloads of the last commit applied successfully, for the API.
@@ -219,6 +221,7 @@ impl Syncer {
             write_checked: false,
             namespace,
             uses_deploy_key,
+            observed: None,
             attempted: None,
             workloads: Arc::default(),
         })
@@ -274,13 +277,25 @@ impl Syncer {
         self.repo.lock().await.commit_info(rev).await.ok().flatten()
     }
 
-    /// Fetches and renders the branch head without applying anything: the workloads it defines.
-    pub async fn observe(&self) -> Result<Arc<Vec<tether_automation::Workload>>, SyncError> {
+    /// Fetches and renders the branch head without applying anything: the workloads it defines, or `None`
+    /// when the head is the one observed last (a standby does this every poll; rendering costs seconds at
+    /// tens of thousands of objects).
+    pub async fn observe(
+        &mut self,
+    ) -> Result<Option<Arc<Vec<tether_automation::Workload>>>, SyncError> {
         let repo = self.repo.lock().await;
-        let snapshot = Snapshot::head(&repo, &self.cfg.paths, &self.renderer).await?;
-        Ok(Arc::new(tether_automation::workload::workload_summaries(
-            &snapshot.resources,
-            &self.opts.default_namespace,
+        let head = repo.fetch().await?;
+        if self.observed.as_deref() == Some(head.as_str()) {
+            return Ok(None);
+        }
+        let snapshot = Snapshot::read(&repo, &head, &self.cfg.paths, &self.renderer).await?;
+        drop(repo);
+        self.observed = Some(head);
+        Ok(Some(Arc::new(
+            tether_automation::workload::workload_summaries(
+                &snapshot.resources,
+                &self.opts.default_namespace,
+            ),
         )))
     }
 

@@ -11,6 +11,8 @@ pub(crate) struct Agent {
     pub(crate) daemon: Daemon,
     pub(crate) url: String,
     pub(crate) api: String,
+    /// Address of /healthz, /readyz and /metrics.
+    pub(crate) metrics: String,
 }
 
 /// Starts the agent on `e`'s repository (over SSH) and waits for its first successful sync.
@@ -40,6 +42,7 @@ pub(crate) fn start(e: &Env, extra: &[&str]) -> Agent {
         daemon,
         url: format!("http://{api}"),
         api,
+        metrics,
     }
 }
 

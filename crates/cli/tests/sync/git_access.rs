@@ -161,14 +161,7 @@ fn bad_flags_fail_at_start_with_exit_64() {
 fn a_remote_that_vanishes_fails_the_sync_and_a_rewritten_history_is_followed() {
     let w = World::new("remote-faults");
     let n = w.n.clone();
-    let cm = |name: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n")
-    };
-    w.repo.write(&[
-        ("ns.yaml", &crate::support::namespace(&n)),
-        ("a.yaml", &cm("a")),
-        ("b.yaml", &cm("b")),
-    ]);
+    configmaps_a_and_b(&w);
     w.repo.commit("first");
     let gc = "--sync-garbage-collection";
     w.once_file(&[gc]).ok();
@@ -219,6 +212,19 @@ fn a_remote_that_vanishes_fails_the_sync_and_a_rewritten_history_is_followed() {
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
+/// Writes a Namespace and ConfigMaps `a` and `b` in it (files `a.yaml`, `b.yaml`), not yet committed.
+fn configmaps_a_and_b(w: &World) {
+    let n = &w.n;
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n")
+    };
+    w.repo.write(&[
+        ("ns.yaml", &crate::support::namespace(n)),
+        ("a.yaml", &cm("a")),
+        ("b.yaml", &cm("b")),
+    ]);
+}
+
 /// Every loose object file of a bare repository.
 fn loose_objects(bare: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
     let mut out = std::collections::BTreeSet::new();
@@ -238,14 +244,7 @@ fn loose_objects(bare: &std::path::Path) -> std::collections::BTreeSet<std::path
 fn a_corrupted_remote_fails_the_sync_without_collecting_and_recovers_once_repaired() {
     let w = World::new("remote-corrupt");
     let n = w.n.clone();
-    let cm = |name: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n")
-    };
-    w.repo.write(&[
-        ("ns.yaml", &crate::support::namespace(&n)),
-        ("a.yaml", &cm("a")),
-        ("b.yaml", &cm("b")),
-    ]);
+    configmaps_a_and_b(&w);
     let first = w.repo.commit("first");
     let gc = "--sync-garbage-collection";
     w.once_file(&[gc]).ok();

@@ -126,6 +126,12 @@ fn a_registry_push_event_scans_that_repository_and_the_update_is_deployed() {
             "1h",
         ],
     );
+    // The pass automation makes at start is over (it found nothing newer) before the new tag exists, so
+    // only the webhook can find it.
+    wait_for("the first automation pass", Duration::from_secs(30), || {
+        crate::support::http_get(&agent.metrics, "/metrics")
+            .contains(r#"tether_automation_passes_total{result="success",reason=""} 1"#)
+    });
     e.push("team/hooked", "1.1.0", "2024-02-01T00:00:00Z");
     let (host, path) = repo.split_once('/').unwrap();
     let event = format!(

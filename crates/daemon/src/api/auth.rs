@@ -49,9 +49,6 @@ impl Denied {
     }
 }
 
-/// A token's hash → who it is (`None`: not valid) and when the API server said so.
-type Users = HashMap<[u8; 32], (Option<User>, Instant)>;
-
 /// What a decision is cached under: everything the review is asked about, the caller's uid and extra
 /// included (two tokens of one user may carry different scopes there).
 type Access = (
@@ -65,11 +62,36 @@ type Access = (
     String,
 );
 
+/// Answers of the API server, each reused for [`CACHE_FOR`]; at most [`CACHE_MAX`] kept.
+struct Recent<K, V>(Mutex<HashMap<K, (V, Instant)>>);
+
+impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
+    fn new() -> Self {
+        Recent(Mutex::new(HashMap::new()))
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < CACHE_FOR)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, key: K, value: V) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, (value, Instant::now()));
+    }
+}
+
 /// Checks tokens and permissions against the cluster.
 pub struct Auth {
     client: kube::Client,
-    users: Mutex<Users>,
-    decisions: Mutex<HashMap<Access, (bool, String, Instant)>>,
+    /// A token's hash → who it is (`None`: not valid).
+    users: Recent<[u8; 32], Option<User>>,
+    decisions: Recent<Access, (bool, String)>,
 }
 
 impl Auth {
@@ -77,8 +99,8 @@ impl Auth {
     pub fn new(client: kube::Client) -> Self {
         Auth {
             client,
-            users: Mutex::new(HashMap::new()),
-            decisions: Mutex::new(HashMap::new()),
+            users: Recent::new(),
+            decisions: Recent::new(),
         }
     }
 
@@ -100,10 +122,8 @@ impl Auth {
                 )
             })?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((user, at)) = lock(&self.users).get(&key).cloned() {
-            if at.elapsed() < CACHE_FOR {
-                return user.ok_or_else(invalid);
-            }
+        if let Some(user) = self.users.get(&key) {
+            return user.ok_or_else(invalid);
         }
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -134,11 +154,7 @@ impl Auth {
                     extra: u.extra.unwrap_or_default(),
                 })
             });
-        let mut users = lock(&self.users);
-        if users.len() > CACHE_MAX {
-            users.clear();
-        }
-        users.insert(key, (user.clone(), Instant::now()));
+        self.users.put(key, user.clone());
         user.ok_or_else(invalid)
     }
 
@@ -161,40 +177,28 @@ impl Auth {
             namespace.to_owned(),
             name.to_owned(),
         );
-        let cached = lock(&self.decisions)
-            .get(&key)
-            .filter(|(_, _, at)| at.elapsed() < CACHE_FOR)
-            .cloned();
-        let (allowed, reason) = match cached {
-            Some((a, r, _)) => (a, r),
+        let (allowed, reason) = match self.decisions.get(&key) {
+            Some(d) => d,
             None => {
-                let (a, r) = self.review(user, verb, resource, namespace, name).await?;
-                let mut d = lock(&self.decisions);
-                if d.len() > CACHE_MAX {
-                    d.clear();
-                }
-                d.insert(key, (a, r.clone(), Instant::now()));
-                (a, r)
+                let d = self.review(user, verb, resource, namespace, name).await?;
+                self.decisions.put(key, d.clone());
+                d
             }
         };
         if allowed {
             return Ok(());
         }
-        let what = if name.is_empty() {
-            format!(
-                "{} {}.{}",
-                verb.as_str(),
-                resource.as_str(),
-                tether_api::GROUP
-            )
+        let named = if name.is_empty() {
+            String::new()
         } else {
-            format!(
-                "{} {}.{} {name}",
-                verb.as_str(),
-                resource.as_str(),
-                tether_api::GROUP
-            )
+            format!(" {name}")
         };
+        let what = format!(
+            "{} {}.{}{named}",
+            verb.as_str(),
+            resource.as_str(),
+            tether_api::GROUP
+        );
         let reason = if reason.is_empty() {
             String::new()
         } else {
@@ -269,8 +273,4 @@ fn invalid() -> Denied {
         "the token is not valid for this cluster (expired, revoked or for another audience)"
             .to_owned(),
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -85,21 +85,18 @@ pub async fn sync_now(State(s): St, headers: HeaderMap) -> Result<Json<SyncRecor
 
 /// Runs a sync through the loop and waits for it.
 async fn synced(s: &ApiState) -> Result<SyncRecord, ApiError> {
-    s.control.sync_now(s.sync_wait).await.ok_or_else(|| {
-        if !s.leadership.is_leader() {
-            // The sync was dropped because this replica stopped leading.
-            return leading(s)
-                .err()
-                .unwrap_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, String::new()));
-        }
-        ApiError(
+    let Some(record) = s.control.sync_now(s.sync_wait).await else {
+        // Dropped because this replica stopped leading (then that is the answer), or the wait ran out.
+        leading(s)?;
+        return Err(ApiError(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
                 "the sync did not end within {} s; `tether sync` again, or look at the agent's log",
                 s.sync_wait.as_secs()
             ),
-        )
-    })
+        ));
+    };
+    Ok(record)
 }
 
 /// Query of the list calls.

@@ -15,28 +15,46 @@ pub async fn objects(
     sync_name: &str,
     workloads: &[&Workload],
 ) -> Result<BTreeMap<ObjectId, Value>, kube::Error> {
-    let mut groups: BTreeSet<(String, String, String)> = BTreeSet::new();
+    // Per kind, the namespaces asked about.
+    let mut groups: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for w in workloads {
         let api_version = w
             .object
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        groups.insert((
-            api_version.to_owned(),
-            w.id.kind.clone(),
-            w.id.namespace.clone().unwrap_or_default(),
-        ));
+        groups
+            .entry((api_version.to_owned(), w.id.kind.clone()))
+            .or_default()
+            .insert(w.id.namespace.clone().unwrap_or_default());
     }
-    let selector = format!("{}={sync_name}", tether_plan::SYNC_LABEL);
+    let params = ListParams::default().labels(&format!("{}={sync_name}", tether_plan::SYNC_LABEL));
     let mut out = BTreeMap::new();
-    for (api_version, kind, namespace) in groups {
+    for ((api_version, kind), namespaces) in groups {
         let (group, version) = tether_core::id::split_api_version(&api_version);
-        let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let ar = ApiResource::from_gvk(&gvk);
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &ar);
-        let list = api.list(&ListParams::default().labels(&selector)).await?;
-        for mut o in list.items {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind));
+        // One LIST of the kind across namespaces (a status page refreshes this every few seconds); an
+        // agent with namespace-scoped rights lists namespace by namespace instead.
+        let items = match Api::<DynamicObject>::all_with(client.clone(), &ar)
+            .list(&params)
+            .await
+        {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                let mut items = Vec::new();
+                for ns in &namespaces {
+                    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+                    items.extend(api.list(&params).await?.items);
+                }
+                items
+            }
+            Err(e) => return Err(e),
+        };
+        for mut o in items {
+            let namespace = o.metadata.namespace.clone().unwrap_or_default();
+            if !namespaces.contains(&namespace) {
+                continue;
+            }
             let Some(name) = o.metadata.name.clone() else {
                 continue;
             };
