@@ -175,6 +175,14 @@ omitStages: [RequestReceived]
 rules:
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]
+# Reads are logged for clients (tether, the tests), not for the control plane's own components: tests count
+# the LISTs, GETs and WATCHes a sync sends.
+- level: None
+  users: [system:kube-controller-manager, system:kube-scheduler, system:kwok, system:apiserver]
+- level: None
+  userGroups: [system:nodes]
+- level: Metadata
+  verbs: [get, list, watch]
 - level: None
 EOF
 

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::discovery::Kinds;
 use crate::error::{Error, ObjectFailure};
+use crate::live::{Known, LiveCache};
 use tether_plan::PlanError;
 
 /// Settings of a sync that do not change between commits.
@@ -149,6 +150,11 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// The objects the commit will apply, in apply order.
+    pub fn desired(&self) -> &[Desired] {
+        &self.prepared.desired
+    }
+
     /// Every object the commit will apply (not the skipped ones), as the inventory records them.
     pub fn refs(&self) -> Vec<ObjectRef> {
         self.prepared
@@ -166,6 +172,8 @@ impl Planned {
 pub struct Engine {
     client: kube::Client,
     kinds: Mutex<Option<Kinds>>,
+    /// Watches of the objects this sync owns, in a running agent: read instead of LISTing at each sync.
+    live: Option<LiveCache>,
 }
 
 impl Engine {
@@ -174,7 +182,18 @@ impl Engine {
         Engine {
             client,
             kinds: Mutex::new(None),
+            live: None,
         }
+    }
+
+    /// Reads the live objects from `cache` (kept current by watches) instead of listing them at each sync.
+    pub fn set_live(&mut self, cache: LiveCache) {
+        self.live = Some(cache);
+    }
+
+    /// The live cache, when this engine has one.
+    pub fn live(&self) -> Option<&LiveCache> {
+        self.live.as_ref()
     }
 
     /// The client this engine writes with.
@@ -406,6 +425,28 @@ impl Engine {
         Ok(report)
     }
 
+    /// Sets objects that drifted from Git back to what it wants (`desired`, as the last sync prepared them):
+    /// the same reading, dry-run and staged apply as a sync, for these objects only.
+    ///
+    /// # Errors
+    /// As [`Engine::apply`].
+    pub async fn repair(&self, desired: Vec<Desired>, opts: &SyncOptions) -> Result<Report, Error> {
+        let cached = self.kinds.lock().await.clone();
+        let server = match cached {
+            Some(k) => k,
+            None => {
+                let fresh = Kinds::discover(&self.client).await?;
+                *self.kinds.lock().await = Some(fresh.clone());
+                fresh
+            }
+        };
+        let prepared = tether_plan::Prepared {
+            desired,
+            skipped: Vec::new(),
+        };
+        self.apply(Planned { server, prepared }, opts).await
+    }
+
     /// Checks `resources` against the server without writing anything: every kind must be served, and every
     /// object must pass a server-side dry-run. An object in a Namespace the set creates is dry-run in
     /// `opts.default_namespace` instead (the server cannot admit anything into a namespace that does not
@@ -533,35 +574,25 @@ impl Engine {
                 .entry(list_key(&d.kind, scope.as_deref()))
                 .or_insert_with(|| (d.kind.clone(), scope));
         }
-        let selector = format!("{SYNC_LABEL}={}", opts.sync_name);
-        let mut live: HashMap<ObjectId, Seen> = self
-            .list_groups(owned, Some(&selector), &keep)
-            .await?
-            .into_iter()
-            .collect();
+        let mut live: HashMap<ObjectId, Seen> =
+            match self.read_cache(desired, server, &owned, &keep).await? {
+                Some(live) => live,
+                None => {
+                    let selector = format!("{SYNC_LABEL}={}", opts.sync_name);
+                    self.list_groups(owned, Some(&selector), &keep)
+                        .await?
+                        .into_iter()
+                        .collect()
+                }
+            };
 
         let missing: Vec<&Desired> = desired
             .iter()
             .filter(|d| server.contains(&d.kind) && !live.contains_key(&d.id))
             .collect();
-        let namespaces: Vec<(ObjectId, Option<Value>)> =
-            stream::iter(missing.iter().filter(|d| d.kind.is_namespace()))
-                .map(|d| async move {
-                    let found =
-                        self.api(&d.kind, None)
-                            .get_opt(&d.id.name)
-                            .await
-                            .map_err(|source| Error::Api {
-                                what: format!("get namespace {}", d.id.name),
-                                source,
-                            })?;
-                    Ok::<_, Error>((d.id.clone(), found.and_then(|o| to_live(o, &d.kind))))
-                })
-                .buffer_unordered(8)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()?;
+        let namespaces = self
+            .get_each(missing.iter().copied().filter(|d| d.kind.is_namespace()))
+            .await?;
         let mut new_namespaces = BTreeSet::new();
         for (id, found) in namespaces {
             match found.and_then(|v| keep(&id, v)) {
@@ -573,18 +604,104 @@ impl Engine {
                 }
             }
         }
-        let mut unowned: BTreeMap<ListKey, (Kind, Option<String>)> = BTreeMap::new();
-        for d in missing.iter().filter(|d| !d.kind.is_namespace()) {
-            let ns = d.id.namespace.as_deref();
-            if ns.is_some_and(|ns| new_namespaces.contains(ns)) {
-                continue;
+        let unowned: Vec<&Desired> = missing
+            .iter()
+            .copied()
+            .filter(|d| !d.kind.is_namespace())
+            .filter(|d| {
+                d.id.namespace
+                    .as_deref()
+                    .is_none_or(|ns| !new_namespaces.contains(ns))
+            })
+            .collect();
+        if unowned.len() <= GET_INSTEAD_OF_LIST {
+            // A commit adding a few objects: a GET each costs less than listing their kinds.
+            for (id, found) in self.get_each(unowned.into_iter()).await? {
+                if let Some(seen) = found.and_then(|v| keep(&id, v)) {
+                    live.insert(id, seen);
+                }
             }
-            unowned
+            return Ok(live);
+        }
+        let mut groups: BTreeMap<ListKey, (Kind, Option<String>)> = BTreeMap::new();
+        for d in unowned {
+            let ns = d.id.namespace.as_deref();
+            groups
                 .entry(list_key(&d.kind, ns))
                 .or_insert_with(|| (d.kind.clone(), ns.map(str::to_owned)));
         }
-        live.extend(self.list_groups(unowned, None, &keep).await?);
+        live.extend(self.list_groups(groups, None, &keep).await?);
         Ok(live)
+    }
+
+    /// The live objects from the watch cache, when this engine has one and its watches of `owned` have
+    /// listed: decided from the cache where it can, a GET for the few it cannot (an object that changed
+    /// without a new commit, checked against its body). `None`: read them by LIST instead.
+    async fn read_cache(
+        &self,
+        desired: &[Desired],
+        server: &Kinds,
+        owned: &BTreeMap<ListKey, (Kind, Option<String>)>,
+        keep: &(dyn Fn(&ObjectId, Value) -> Option<Seen> + Sync),
+    ) -> Result<Option<HashMap<ObjectId, Seen>>, Error> {
+        let Some(cache) = &self.live else {
+            return Ok(None);
+        };
+        let groups: Vec<(Kind, Option<String>)> = owned.values().cloned().collect();
+        if !cache.ready(&groups, WATCH_READY).await {
+            warn!(component = "apply", timeout = ?WATCH_READY,
+                "the watches of this sync's objects have not listed them yet; listing them instead");
+            return Ok(None);
+        }
+        let mut live = HashMap::new();
+        let mut bodies = Vec::new();
+        for d in desired.iter().filter(|d| server.contains(&d.kind)) {
+            match cache.lookup(d) {
+                Known::Absent => {}
+                Known::Decided(action) => {
+                    // Watched by this sync's label, so never another sync's object.
+                    live.insert(
+                        d.id.clone(),
+                        Seen {
+                            action,
+                            sync_label: None,
+                            live: None,
+                        },
+                    );
+                }
+                Known::NeedsBody => bodies.push(d),
+            }
+        }
+        for (id, found) in self.get_each(bodies.into_iter()).await? {
+            if let Some(seen) = found.and_then(|v| keep(&id, v)) {
+                live.insert(id, seen);
+            }
+        }
+        Ok(Some(live))
+    }
+
+    /// GETs each object (a few at a time); `None` for those that do not exist.
+    async fn get_each<'a>(
+        &self,
+        items: impl Iterator<Item = &'a Desired>,
+    ) -> Result<Vec<(ObjectId, Option<Value>)>, Error> {
+        stream::iter(items)
+            .map(|d| async move {
+                let found = self
+                    .api(&d.kind, d.id.namespace.as_deref())
+                    .get_opt(&d.id.name)
+                    .await
+                    .map_err(|source| Error::Api {
+                        what: format!("get {}", d.id),
+                        source,
+                    })?;
+                Ok::<_, Error>((d.id.clone(), found.and_then(|o| to_live(o, &d.kind))))
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// LISTs each (kind, namespace) group in parallel, optionally by label selector; `keep` reduces each
@@ -680,6 +797,9 @@ impl Engine {
                 }),
                 Ok(false) => {
                     // Only the server's normalisation differed (e.g. `0.5` → `500m`): nothing to write.
+                    if let (Some(cache), Some(live)) = (&self.live, &e.live) {
+                        cache.confirm(&e.desired.id, live);
+                    }
                     outcomes.insert(e.desired.id.clone(), Outcome::Unchanged);
                 }
                 Ok(true) => {
@@ -853,9 +973,15 @@ const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 /// Objects per LIST page.
 const LIST_PAGE: u32 = 500;
 
+/// Up to this many objects not found by label are looked up one by one rather than by listing their kinds.
+const GET_INSTEAD_OF_LIST: usize = 16;
+
+/// How long a sync waits for new watches to list before it lists the objects itself.
+const WATCH_READY: Duration = Duration::from_secs(30);
+
 /// A live object as JSON with `apiVersion` and `kind`, which list items lack and the comparison needs.
 /// `managedFields` and `status` are dropped at once: no decision reads them, and they are most of the bytes.
-fn to_live(o: DynamicObject, kind: &Kind) -> Option<Value> {
+pub(crate) fn to_live(o: DynamicObject, kind: &Kind) -> Option<Value> {
     let mut v = serde_json::to_value(&o).ok()?;
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");

@@ -9,9 +9,11 @@
 mod discovery;
 mod engine;
 mod error;
+pub mod live;
 mod prune;
 
 pub use discovery::Kinds;
 pub use engine::{Engine, Outcome, Planned, Report, SyncOptions};
 pub use error::{Error, ObjectFailure};
+pub use live::LiveCache;
 pub use prune::PruneReport;

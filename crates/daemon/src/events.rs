@@ -75,14 +75,7 @@ impl Events {
             let action = format!("Sync {short}");
             let shown = changes.len();
             for c in changes {
-                let reference = ObjectReference {
-                    api_version: Some(c.api_version.clone()),
-                    kind: Some(c.id.kind.clone()),
-                    name: Some(c.id.name.clone()),
-                    namespace: c.id.namespace.clone(),
-                    uid: c.uid.clone(),
-                    ..ObjectReference::default()
-                };
+                let reference = reference_of(&c);
                 let note = match c.reason {
                     "Created" => format!("created by tether from commit {short}"),
                     "DriftCorrected" => {
@@ -131,6 +124,52 @@ impl Events {
         });
     }
 
+    /// Objects changed by hand that tether set back between syncs (from the watch), to the applied commit.
+    pub fn repaired(&self, revision: &str, changes: Vec<Change>) {
+        let this = self.clone();
+        let short = tether_api::short(revision).to_owned();
+        tokio::spawn(async move {
+            let action = format!("Sync {short}");
+            for c in changes {
+                let note = format!("changed by hand; tether set it back to commit {short}");
+                this.publish(
+                    EventType::Normal,
+                    c.reason,
+                    &action,
+                    note,
+                    &reference_of(&c),
+                )
+                .await;
+            }
+        });
+    }
+
+    /// tether stopped setting an object back: something keeps changing what Git sets (reported once).
+    pub fn fight(&self, revision: &str, change: Change, manager: Option<&str>) {
+        let this = self.clone();
+        let short = tether_api::short(revision).to_owned();
+        let who = manager.map_or_else(
+            || "another writer".to_owned(),
+            |m| format!("field manager '{m}'"),
+        );
+        let note = format!(
+            "{who} keeps changing fields Git sets: tether set them back {} times in {} minutes and stops              reverting until the manifest changes (the periodic sync still applies commit {short}); make Git              and that writer agree, or leave the field out of Git",
+            tether_plan::drift::TRIP_AFTER,
+            tether_plan::drift::WINDOW.as_secs() / 60
+        );
+        tokio::spawn(async move {
+            let action = format!("Sync {short}");
+            this.publish(
+                EventType::Warning,
+                "DriftFight",
+                &action,
+                note,
+                &reference_of(&change),
+            )
+            .await;
+        });
+    }
+
     async fn publish(
         &self,
         type_: EventType,
@@ -149,5 +188,17 @@ impl Events {
         if let Err(e) = self.recorder.publish(&event, reference).await {
             debug!(component = "events", error = %e, object = ?reference.name, "event not written");
         }
+    }
+}
+
+/// The object an event about `c` refers to.
+fn reference_of(c: &Change) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(c.api_version.clone()),
+        kind: Some(c.id.kind.clone()),
+        name: Some(c.id.name.clone()),
+        namespace: c.id.namespace.clone(),
+        uid: c.uid.clone(),
+        ..ObjectReference::default()
     }
 }

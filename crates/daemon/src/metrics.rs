@@ -34,6 +34,7 @@ pub struct Metrics {
     automation_passes: Family<ResultLabels, Counter>,
     automation_updates: Counter,
     notifications: Family<OutcomeLabels, Counter>,
+    drift_repairs: Counter,
 }
 
 impl Default for Metrics {
@@ -86,7 +87,14 @@ impl Metrics {
             "Notifications by outcome: sent, failed (after retries) or dropped (queue full)",
             notifications.clone(),
         );
+        let drift_repairs = Counter::default();
+        registry.register(
+            "drift_repairs",
+            "Objects set back to Git between syncs after a watch saw them changed or deleted",
+            drift_repairs.clone(),
+        );
         Metrics {
+            drift_repairs,
             notifications,
             registry,
             syncs,
@@ -116,6 +124,11 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.last_success.set(now);
+    }
+
+    /// Counts objects set back to Git between syncs.
+    pub fn drift_repaired(&self, n: usize) {
+        self.drift_repairs.inc_by(n as u64);
     }
 
     /// Records a failed sync.

@@ -57,6 +57,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // request, so it sees the newest commit and repairs drift).
     let sync_wait = cfg.sync_timeout * 2 + Duration::from_secs(30);
     let mut syncer = Syncer::new(cfg).await?;
+    syncer.watch_live().await?;
+    let live = syncer.live();
     let pushed = Arc::new(Notify::new());
     let automation = match &automation {
         Some(settings) => Some(Arc::new(crate::automation::build(settings, &syncer)?)),
@@ -157,6 +159,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             continue;
         }
         let wake = next_poll.min(next_full);
+        let mut drifted = false;
         tokio::select! {
             _ = &mut shutdown => {
                 info!(component = "daemon", "shutting down");
@@ -169,9 +172,42 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             // A webhook saw a push to the branch.
             _ = control.poked() => next_poll = Instant::now(),
             Some(r) = requests.recv() => waiting.push(r),
+            // A watched object no longer matches the last commit applied.
+            _ = drift(live.as_ref()) => drifted = true,
         }
         while let Ok(r) = requests.try_recv() {
             waiting.push(r);
+        }
+        if drifted && waiting.is_empty() {
+            // One edit is often several events (kubectl apply, a controller's follow-up): take them together.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let repaired = tokio::select! {
+                r = syncer.repair_drift() => r,
+                _ = &mut shutdown => {
+                    info!(component = "daemon", "shutting down");
+                    leadership.release().await;
+                    return Ok(());
+                }
+                _ = leadership.lost() => {
+                    warn!(component = "daemon", "lost the leadership during a drift repair: stopped it");
+                    continue;
+                }
+            };
+            match repaired {
+                Ok(Some(r)) => {
+                    admin.metrics.drift_repaired(r.repaired.len());
+                    for (change, manager) in &r.fights {
+                        events.fight(&r.revision, change.clone(), manager.as_deref());
+                    }
+                    events.repaired(&r.revision, r.repaired);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The next sync (or the next drift event) tries again; the marker is not involved.
+                    warn!(component = "drift", error = %explain(&e), "cannot set drifted objects back");
+                }
+            }
+            continue;
         }
         if waiting.is_empty() && Instant::now() < next_poll.min(next_full) {
             continue;
@@ -181,12 +217,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let started_at = std::time::SystemTime::now();
         // Asked for a sync: apply even when the head has not moved, so a hand-made drift is repaired.
         let due_full = now >= next_full || !waiting.is_empty();
+        let asked = !waiting.is_empty();
         let work = async {
-            if !due_full {
-                let head = syncer.fetch().await?;
-                if last_applied.as_deref() == Some(head.as_str()) {
-                    return Ok(None);
+            let head = syncer.fetch().await?;
+            let unchanged = last_applied.as_deref() == Some(head.as_str());
+            if unchanged && !due_full {
+                return Ok(None);
+            }
+            if unchanged && !asked {
+                // The periodic sync of a head already applied: the watches know what drifted.
+                if let Some(r) = syncer.resync(&head).await {
+                    return r.map(Some);
                 }
+            }
+            if !unchanged {
                 info!(component = "daemon", revision = %head, "new commit");
             }
             syncer.sync().await.map(Some)
@@ -278,6 +322,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// Resolves when the watch cache saw drift; never without a cache.
+async fn drift(live: Option<&tether_apply::LiveCache>) {
+    match live {
+        Some(l) => l.drifted().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -140,6 +140,21 @@ pub struct Syncer {
     attempted: Option<String>,
     /// The workloads of the last commit applied successfully, for the API.
     workloads: Arc<Vec<tether_automation::Workload>>,
+    /// The last commit applied successfully, and whether garbage collection left something to retry.
+    applied: Option<(String, bool)>,
+    /// Stops repairing objects that something keeps changing back.
+    breaker: tether_plan::drift::Breaker,
+}
+
+/// What one repair of drift between syncs did.
+#[derive(Debug)]
+pub struct DriftRepair {
+    /// The commit the objects were set back to.
+    pub revision: String,
+    /// Objects set back (or recreated), for their events.
+    pub repaired: Vec<crate::events::Change>,
+    /// Objects tether stopped setting back this time, with the field manager it was fighting.
+    pub fights: Vec<(crate::events::Change, Option<String>)>,
 }
 
 /// A Kubernetes client from KUBECONFIG or the in-cluster config in which every request has a deadline: a
@@ -155,6 +170,11 @@ pub async fn client(timeout: std::time::Duration) -> anyhow::Result<kube::Client
     config.write_timeout = Some(timeout);
     // Count the wait from the request, not from when a pooled connection went idle.
     config.reset_reader_on_write = true;
+    // So an API server's audit log and its priority-and-fairness flow schemas can tell tether's requests.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("tether/", env!("CARGO_PKG_VERSION"))),
+    ));
     kube::Client::try_from(config)
         .map_err(|e| anyhow::anyhow!("cannot build a Kubernetes client: {e}"))
 }
@@ -224,7 +244,125 @@ impl Syncer {
             observed: None,
             attempted: None,
             workloads: Arc::default(),
+            applied: None,
+            breaker: tether_plan::drift::Breaker::default(),
         })
+    }
+
+    /// Keeps the objects this sync owns in a watch cache (a running agent): a sync then reads them from it
+    /// instead of listing them, and drift is seen as it happens.
+    pub async fn watch_live(&mut self) -> anyhow::Result<()> {
+        // A quiet watch sends nothing for minutes; its reads may wait until the server ends it.
+        let timeout = Duration::from_secs(u64::from(tether_apply::live::WATCH_TIMEOUT_SECS) + 40);
+        let client = client(self.cfg.k8s_timeout.max(timeout)).await?;
+        self.engine
+            .set_live(tether_apply::LiveCache::new(client, &self.cfg.sync_name));
+        Ok(())
+    }
+
+    /// The watch cache, when the agent keeps one.
+    pub fn live(&self) -> Option<tether_apply::LiveCache> {
+        self.engine.live().cloned()
+    }
+
+    /// The periodic sync of an unchanged head, from the watch cache: objects the watches show as Git wants
+    /// them cost nothing (no render, no request); the others are set back. `None` when it cannot be done
+    /// that way (no cache, no successful sync yet, `head` is new, garbage collection has retries pending):
+    /// run a full sync.
+    pub async fn resync(&mut self, head: &str) -> Option<Result<SyncSummary, SyncError>> {
+        let started = Instant::now();
+        match &self.applied {
+            Some((rev, false)) if rev == head => {}
+            _ => return None,
+        }
+        let live = self.engine.live()?;
+        let stale = live.unsynced()?;
+        let total = live.expected_len();
+        let revision = head.to_owned();
+        self.attempted = Some(revision.clone());
+        if stale.is_empty() {
+            return Some(Ok(SyncSummary {
+                revision,
+                created: 0,
+                configured: 0,
+                unchanged: total,
+                deleted: 0,
+                skipped: 0,
+                would_delete: 0,
+                gc_kept: 0,
+                duration: started.elapsed(),
+                collected: Vec::new(),
+                changes: Vec::new(),
+                changed_total: 0,
+            }));
+        }
+        let report = match self.engine.repair(stale, &self.opts).await {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let (changes, changed_total) = changes_of(&report, &PruneReport::default());
+        Some(Ok(SyncSummary {
+            revision,
+            created: report.created(),
+            configured: report.configured(),
+            unchanged: total.saturating_sub(report.created() + report.configured()),
+            deleted: 0,
+            skipped: report.skipped(),
+            would_delete: 0,
+            gc_kept: 0,
+            duration: started.elapsed(),
+            collected: Vec::new(),
+            changes,
+            changed_total,
+        }))
+    }
+
+    /// Sets back the objects the watches saw drift from the last successful sync, except those tether has
+    /// been fighting over (see [`tether_plan::drift`]). `None` when there was nothing to do.
+    pub async fn repair_drift(&mut self) -> Result<Option<DriftRepair>, SyncError> {
+        let Some((revision, _)) = self.applied.clone() else {
+            return Ok(None);
+        };
+        let Some(live) = self.engine.live().cloned() else {
+            return Ok(None);
+        };
+        let mut checksums = std::collections::HashMap::new();
+        let mut managers = std::collections::HashMap::new();
+        let mut allowed = Vec::new();
+        for (d, manager) in live.take_drifted() {
+            if !self.breaker.allows(&d.id, &d.checksum) {
+                continue;
+            }
+            checksums.insert(d.id.clone(), d.checksum.clone());
+            managers.insert(d.id.clone(), manager);
+            allowed.push(d);
+        }
+        if allowed.is_empty() {
+            return Ok(None);
+        }
+        let report = self.engine.repair(allowed, &self.opts).await?;
+        let (changes, _) = changes_of(&report, &PruneReport::default());
+        let now = std::time::Instant::now();
+        let mut fights = Vec::new();
+        for c in &changes {
+            let manager = managers.get(&c.id).cloned().flatten();
+            info!(component = "drift", object = %c.id, manager = manager.as_deref().unwrap_or("-"),
+                revision = short(&revision), "set back to Git: changed outside Git since the last sync");
+            let checksum = checksums.get(&c.id).map(String::as_str).unwrap_or("");
+            if self.breaker.repaired(&c.id, checksum, now) == tether_plan::drift::Verdict::Tripped {
+                warn!(component = "drift", object = %c.id, manager = manager.as_deref().unwrap_or("-"),
+                    repairs = tether_plan::drift::TRIP_AFTER,
+                    window_s = tether_plan::drift::WINDOW.as_secs(),
+                    "another writer keeps changing fields Git sets; no longer setting this object back between \
+                     syncs until its manifest changes (the periodic sync still applies Git)");
+                fights.push((c.clone(), manager));
+            }
+        }
+        Ok(Some(DriftRepair {
+            revision,
+            repaired: changes,
+            fights,
+        }))
     }
 
     /// The local clone, shared with the image automation loop (which commits through a worktree of it).
@@ -352,6 +490,10 @@ impl Syncer {
             );
         stages.mark("workloads");
         let planned = self.engine.plan(snapshot.resources, &self.opts).await?;
+        if let Some(live) = self.engine.live() {
+            // Watch events from here on are judged against this commit.
+            live.expect(planned.desired());
+        }
         let client = self.engine.client();
         let previous = self.inventory.load(client).await?;
         let mut state = previous.clone().unwrap_or_default();
@@ -373,6 +515,12 @@ impl Syncer {
             .await?;
         stages.mark("record");
         self.workloads = Arc::new(workloads);
+        self.applied = Some((revision.clone(), gc.not_deleted() > 0));
+        if let Some(live) = self.engine.live() {
+            live.settle();
+            let ids: BTreeSet<ObjectId> = report.rendered();
+            self.breaker.retain(|id| ids.contains(id));
+        }
         debug!(component = "sync", stages = %stages, "time per stage");
         let summary = SyncSummary {
             revision,

@@ -5,6 +5,7 @@
 //! garbage collection) are unit tested without a cluster. `tether-apply` gathers the inputs and carries out the plan.
 
 mod compare;
+pub mod drift;
 pub mod gc;
 mod kinds;
 mod prepare;

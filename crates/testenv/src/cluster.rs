@@ -210,3 +210,156 @@ impl AuditLog {
             .collect()
     }
 }
+
+/// A second kube-apiserver over the shared cluster's etcd, owned by one test: it can be restarted (every
+/// watch on it is dropped) without disturbing the tests that use the shared one. Stopped on drop.
+#[derive(Debug)]
+pub struct ApiServer {
+    args: Vec<String>,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    /// Kubeconfig of an admin, pointing at this server.
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// Starts a private API server with the shared one's flags (its port and audit log aside). Needs a
+    /// control plane started by `scripts/cluster.sh` (its `procs` file names the shared server's pid).
+    pub fn private_api_server(&self) -> ApiServer {
+        let plane = self
+            .kubeconfig
+            .parent()
+            .expect("the kubeconfig is in the control plane's directory");
+        let procs = std::fs::read_to_string(plane.join("procs"))
+            .expect("a control plane started by scripts/cluster.sh (its procs file)");
+        let pid = procs
+            .lines()
+            .find_map(|l| l.strip_suffix(" kube-apiserver"))
+            .expect("kube-apiserver in the procs file");
+        let cmdline =
+            std::fs::read(format!("/proc/{pid}/cmdline")).expect("the API server's command line");
+        let mut args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut old_port = String::new();
+        for i in 0..args.len().saturating_sub(1) {
+            match args[i].as_str() {
+                "--secure-port" => {
+                    old_port = std::mem::replace(&mut args[i + 1], port.to_string());
+                }
+                "--audit-log-path" => {
+                    args[i + 1] = dir.path().join("audit.log").display().to_string();
+                }
+                _ => {}
+            }
+        }
+        assert!(!old_port.is_empty(), "no --secure-port in {args:?}");
+        let kubeconfig = dir.path().join("admin.kubeconfig");
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        std::fs::write(
+            &kubeconfig,
+            text.replace(
+                &format!("127.0.0.1:{old_port}"),
+                &format!("127.0.0.1:{port}"),
+            ),
+        )
+        .unwrap();
+        let mut server = ApiServer {
+            args,
+            child: None,
+            dir,
+            kubeconfig,
+        };
+        server.start();
+        server
+    }
+}
+
+impl ApiServer {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("kube-apiserver.log"))
+            .unwrap();
+        let child = Command::new(&self.args[0])
+            .args(&self.args[1..])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start the private kube-apiserver");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let ok = Command::new(crate::tool("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["get", "--raw", "/readyz"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private API server is not ready after 90 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after [`ApiServer::stop`], on the same port, and waits until it is ready.
+    pub fn start_again(&mut self) {
+        self.start();
+    }
+
+    /// Its log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kube-apiserver.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("--- private kube-apiserver log (last 40 lines) ---\n{tail}");
+        }
+        self.stop();
+    }
+}

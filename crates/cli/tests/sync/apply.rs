@@ -271,7 +271,9 @@ fn an_object_in_a_misspelled_namespace_fails_at_the_first_answer() {
     let tries: Vec<_> = audit
         .events()
         .into_iter()
-        .filter(|e| e.resource == "configmaps" && e.namespace == format!("{n}-typo"))
+        .filter(|e| {
+            e.verb == "patch" && e.resource == "configmaps" && e.namespace == format!("{n}-typo")
+        })
         .collect();
     assert_eq!(tries.len(), 1, "{tries:?}");
     assert!(

@@ -21,3 +21,4 @@ mod notify;
 mod old_repos;
 mod output;
 mod rollout;
+mod watch;

@@ -1,0 +1,558 @@
+//! A live cache of the objects one sync owns, so a running agent need not LIST them at every sync: one
+//! label-selected watch (`tether.dev/sync=<name>`) per kind the sync applies, each object reduced as its event
+//! arrives to what the next decision needs — its resourceVersion, checksum annotation, ignore mark, whether it
+//! still matches Git, and who wrote it last — never the object itself. The manifests it is compared with are
+//! held as compact JSON.
+//!
+//! A watch that breaks (an API server restart, a network cut) is resumed by kube-runtime from the last
+//! resourceVersion, or re-listed when that has expired (410): an `Init…InitDone` series, after which objects
+//! it did not list again are gone. Events are not lost in either case; the cache is eventually consistent.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use serde_json::Value;
+use tether_core::policy::Ignore;
+use tether_core::{ObjectId, Provenance, FIELD_MANAGER};
+use tether_plan::{decide, Action, Desired, Kind, CHECKSUM_ANNOTATION};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::engine::{list_key, to_live, ListKey};
+
+/// Seconds after which the API server ends a watch (kube-runtime then starts the next one from where it
+/// left off); the watch client's read timeout must be longer.
+pub const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// The cache; cheap to share (all handles see one state). Dropping the last handle stops its watches.
+#[derive(Clone)]
+pub struct LiveCache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: kube::Client,
+    selector: String,
+    state: Mutex<State>,
+    /// Woken when a watched object drifted from Git (or was deleted) while the last sync stands.
+    drift: Notify,
+    /// Woken when a watch finished listing.
+    ready: Notify,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for w in state.watches.values() {
+            w.task.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    watches: HashMap<ListKey, Watch>,
+    objects: HashMap<ObjectId, Entry>,
+    /// What the current (or last) sync wants each object to be.
+    expected: HashMap<ObjectId, Expected>,
+    /// Objects a dry-run showed to be as Git wants although they are not a literal superset of the manifest
+    /// (server normalisation: `0.5` → `500m`), by the shape of the live object then.
+    confirmed: HashMap<ObjectId, u64>,
+    /// Expected objects whose live state no longer matches (or that are gone), waiting for a repair.
+    drifted: BTreeSet<ObjectId>,
+    /// The expectations are those of a sync that succeeded: drift may be repaired.
+    settled: bool,
+    /// Watch events seen, for the benchmark and the debug log.
+    events: u64,
+}
+
+struct Watch {
+    ready: bool,
+    /// Objects listed since the last `Init`; the ones not listed again are gone.
+    listing: Option<HashSet<ObjectId>>,
+    /// The last error, until an event arrives again (logged once per streak).
+    failing: bool,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One live object, reduced.
+#[derive(Debug, Clone)]
+struct Entry {
+    checksum: Option<Box<str>>,
+    ignored: bool,
+    /// It matched what was expected of it when its last event arrived.
+    in_sync: bool,
+    /// A hash of the live object without what changes on every write (status, resourceVersion).
+    shape: u64,
+    /// The last field manager other than tether, kept only while it does not match Git.
+    other_manager: Option<Box<str>>,
+}
+
+/// A desired object, compact: the body as JSON bytes, parsed again only when an event needs it.
+#[derive(Debug, Clone)]
+struct Expected {
+    kind: Arc<Kind>,
+    body: Box<[u8]>,
+    source: Provenance,
+    checksum: String,
+    ignore: Ignore,
+}
+
+impl Expected {
+    fn of(d: &Desired, kinds: &mut HashMap<Kind, Arc<Kind>>) -> Option<Self> {
+        let kind = kinds
+            .entry(d.kind.clone())
+            .or_insert_with(|| Arc::new(d.kind.clone()))
+            .clone();
+        Some(Expected {
+            kind,
+            body: serde_json::to_vec(&d.body).ok()?.into_boxed_slice(),
+            source: d.source.clone(),
+            checksum: d.checksum.clone(),
+            ignore: d.ignore,
+        })
+    }
+
+    fn desired(&self, id: &ObjectId) -> Option<Desired> {
+        Some(Desired {
+            id: id.clone(),
+            kind: (*self.kind).clone(),
+            body: serde_json::from_slice(&self.body).ok()?,
+            source: self.source.clone(),
+            checksum: self.checksum.clone(),
+            ignore: self.ignore,
+        })
+    }
+}
+
+/// What the cache knows of a desired object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Not among the watched objects: absent, or live without this sync's label.
+    Absent,
+    /// Decided from the cache alone.
+    Decided(Action),
+    /// Live and labelled, but whether it matches needs its body.
+    NeedsBody,
+}
+
+impl LiveCache {
+    /// A cache for sync `sync_name`; watches start as syncs need them. `client` should read with a
+    /// timeout above [`WATCH_TIMEOUT_SECS`] (a watch is quiet for minutes when nothing changes).
+    pub fn new(client: kube::Client, sync_name: &str) -> Self {
+        LiveCache {
+            shared: Arc::new(Shared {
+                client,
+                selector: format!("{}={sync_name}", tether_plan::SYNC_LABEL),
+                state: Mutex::new(State::default()),
+                drift: Notify::new(),
+                ready: Notify::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets what a full sync is about to apply (call it before the sync reads the cache): later events are
+    /// judged against it. Drift is not repaired until [`LiveCache::settle`].
+    pub fn expect(&self, desired: &[Desired]) {
+        let mut kinds = HashMap::new();
+        let expected: HashMap<ObjectId, Expected> = desired
+            .iter()
+            .filter_map(|d| Some((d.id.clone(), Expected::of(d, &mut kinds)?)))
+            .collect();
+        let mut s = self.state();
+        let State {
+            confirmed,
+            expected: before,
+            ..
+        } = &mut *s;
+        // A confirmation holds for the manifest it was made against.
+        confirmed.retain(|id, _| {
+            let checksum = |m: &HashMap<ObjectId, Expected>| m.get(id).map(|e| e.checksum.clone());
+            checksum(before).is_some() && checksum(before) == checksum(&expected)
+        });
+        s.expected = expected;
+        s.settled = false;
+        s.drifted.clear();
+    }
+
+    /// The sync that set the expectations succeeded: from now on a drift is reported for repair.
+    pub fn settle(&self) {
+        let mut s = self.state();
+        s.settled = true;
+        if !s.drifted.is_empty() {
+            self.shared.drift.notify_one();
+        }
+    }
+
+    /// The last sync failed (or was stopped): its expectations are not Git's agreed state, repair nothing.
+    pub fn unsettle(&self) {
+        self.state().settled = false;
+    }
+
+    /// Resolves when an object drifted (or was deleted) after a successful sync.
+    pub async fn drifted(&self) {
+        self.shared.drift.notified().await
+    }
+
+    /// Takes the objects waiting for a repair, as the last successful sync wanted them, each with the last
+    /// field manager other than tether that wrote it (who changed it, when the server says).
+    pub fn take_drifted(&self) -> Vec<(Desired, Option<String>)> {
+        let mut s = self.state();
+        if !s.settled {
+            return Vec::new();
+        }
+        let ids = std::mem::take(&mut s.drifted);
+        ids.iter()
+            .filter_map(|id| {
+                let manager = s
+                    .objects
+                    .get(id)
+                    .and_then(|o| o.other_manager.as_deref().map(str::to_owned));
+                Some((s.expected.get(id)?.desired(id)?, manager))
+            })
+            .collect()
+    }
+
+    /// Every object the last successful sync applied that the cache does not show as matching Git (a
+    /// periodic resync repairs these without rendering or listing anything). `None` while no sync stands
+    /// or a watch is not listing.
+    pub fn unsynced(&self) -> Option<Vec<Desired>> {
+        let s = self.state();
+        if !s.settled || s.watches.values().any(|w| !w.ready) {
+            return None;
+        }
+        Some(
+            s.expected
+                .iter()
+                .filter(|(id, e)| {
+                    e.ignore != Ignore::Always
+                        && s.objects.get(*id).is_none_or(|o| {
+                            !o.ignored
+                                && (!o.in_sync
+                                    || o.checksum.as_deref() != Some(e.checksum.as_str()))
+                        })
+                })
+                .filter_map(|(id, e)| e.desired(id))
+                .collect(),
+        )
+    }
+
+    /// How many objects the last successful sync applied (the cache's view of them).
+    pub fn expected_len(&self) -> usize {
+        self.state().expected.len()
+    }
+
+    /// Watch events seen so far.
+    pub fn events(&self) -> u64 {
+        self.state().events
+    }
+
+    /// Objects held.
+    pub fn len(&self) -> usize {
+        self.state().objects.len()
+    }
+
+    /// True when no object is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A dry-run showed the live object of this shape to be as Git wants it.
+    pub(crate) fn confirm(&self, id: &ObjectId, live: &Value) {
+        let shape = shape_of(live);
+        let mut s = self.state();
+        s.confirmed.insert(id.clone(), shape);
+        if let Some(o) = s.objects.get_mut(id) {
+            if o.shape == shape {
+                o.in_sync = true;
+                o.other_manager = None;
+                s.drifted.remove(id);
+            }
+        }
+    }
+
+    /// What the cache says of `d`.
+    pub(crate) fn lookup(&self, d: &Desired) -> Known {
+        let s = self.state();
+        match s.objects.get(&d.id) {
+            None => Known::Absent,
+            Some(o) if o.ignored => Known::Decided(Action::IgnoredLive),
+            Some(o) if o.checksum.as_deref() != Some(d.checksum.as_str()) => {
+                Known::Decided(Action::Update)
+            }
+            Some(o) if o.in_sync => Known::Decided(Action::Unchanged),
+            Some(_) => Known::NeedsBody,
+        }
+    }
+
+    /// Starts the watches `groups` need and waits until each has listed, up to `deadline`. False when one
+    /// has not (forbidden, unreachable): the caller reads the live objects itself.
+    pub(crate) async fn ready(
+        &self,
+        groups: &[(Kind, Option<String>)],
+        deadline: Duration,
+    ) -> bool {
+        let keys: Vec<ListKey> = groups
+            .iter()
+            .map(|(k, ns)| list_key(k, ns.as_deref()))
+            .collect();
+        {
+            let mut s = self.state();
+            for ((kind, ns), key) in groups.iter().zip(&keys) {
+                if s.watches.contains_key(key) {
+                    continue;
+                }
+                let task = tokio::spawn(watch(
+                    Arc::downgrade(&self.shared),
+                    key.clone(),
+                    kind.clone(),
+                    ns.clone(),
+                ));
+                s.watches.insert(
+                    key.clone(),
+                    Watch {
+                        ready: false,
+                        listing: None,
+                        failing: false,
+                        task,
+                    },
+                );
+            }
+        }
+        let all_ready = || {
+            let s = self.state();
+            keys.iter()
+                .all(|k| s.watches.get(k).is_some_and(|w| w.ready))
+        };
+        let wait = async {
+            loop {
+                let notified = self.shared.ready.notified();
+                if all_ready() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.is_ok()
+    }
+}
+
+/// One kind's watch: feeds the shared state until the cache is dropped.
+async fn watch(
+    shared: std::sync::Weak<Shared>,
+    key: ListKey,
+    kind: Kind,
+    namespace: Option<String>,
+) {
+    let Some(strong) = shared.upgrade() else {
+        return;
+    };
+    let ar = ApiResource {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        api_version: kind.api_version(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    };
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) if kind.namespaced => Api::namespaced_with(strong.client.clone(), ns, &ar),
+        _ => Api::all_with(strong.client.clone(), &ar),
+    };
+    let config = watcher::Config::default()
+        .labels(&strong.selector)
+        .timeout(WATCH_TIMEOUT_SECS)
+        .page_size(500);
+    drop(strong);
+    let stream = watcher::watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let drifted_before = s.drifted.len();
+        let mut listed = false;
+        match event {
+            Ok(e) => {
+                if let Some(w) = s.watches.get_mut(&key) {
+                    if w.failing {
+                        info!(component = "watch", kind = %kind.plural, "watch resumed");
+                    }
+                    w.failing = false;
+                }
+                match e {
+                    Event::Init => {
+                        if let Some(w) = s.watches.get_mut(&key) {
+                            w.listing = Some(HashSet::new());
+                        }
+                    }
+                    Event::InitApply(o) | Event::Apply(o) => {
+                        if let Some(id) = s.observe(&kind, o) {
+                            if let Some(listing) =
+                                s.watches.get_mut(&key).and_then(|w| w.listing.as_mut())
+                            {
+                                listing.insert(id);
+                            }
+                        }
+                    }
+                    Event::Delete(o) => {
+                        if let Some(id) = id_of(&kind, &o) {
+                            s.forget(&id);
+                        }
+                    }
+                    Event::InitDone => {
+                        let listing = s
+                            .watches
+                            .get_mut(&key)
+                            .and_then(|w| w.listing.take())
+                            .unwrap_or_default();
+                        let gone: Vec<ObjectId> = s
+                            .objects
+                            .keys()
+                            .filter(|id| {
+                                list_key_of(id, &kind, namespace.as_deref())
+                                    && !listing.contains(*id)
+                            })
+                            .cloned()
+                            .collect();
+                        for id in &gone {
+                            s.forget(id);
+                        }
+                        if let Some(w) = s.watches.get_mut(&key) {
+                            w.ready = true;
+                        }
+                        debug!(component = "watch", kind = %kind.plural, objects = listing.len(), "listed");
+                        listed = true;
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(w) = s.watches.get_mut(&key) {
+                    if !w.failing {
+                        warn!(component = "watch", kind = %kind.plural, error = %e,
+                            "watch failed; retrying with backoff (syncs still see every change once it resumes)");
+                    }
+                    w.failing = true;
+                }
+            }
+        }
+        let drifted = s.settled && s.drifted.len() > drifted_before;
+        drop(s);
+        if listed {
+            shared.ready.notify_waiters();
+        }
+        if drifted {
+            shared.drift.notify_one();
+        }
+    }
+}
+
+/// True when `id` belongs to the watch of `kind` (in `namespace`, when the watch is namespaced).
+fn list_key_of(id: &ObjectId, kind: &Kind, namespace: Option<&str>) -> bool {
+    id.group == kind.group
+        && id.kind == kind.kind
+        && (namespace.is_none() || id.namespace.as_deref() == namespace)
+}
+
+fn id_of(kind: &Kind, o: &DynamicObject) -> Option<ObjectId> {
+    Some(ObjectId {
+        namespace: o.metadata.namespace.clone(),
+        group: kind.group.clone(),
+        kind: kind.kind.clone(),
+        name: o.metadata.name.clone()?,
+    })
+}
+
+impl State {
+    /// Reduces one live object and judges it against what is expected of it.
+    fn observe(&mut self, kind: &Kind, o: DynamicObject) -> Option<ObjectId> {
+        self.events += 1;
+        let id = id_of(kind, &o)?;
+        let managers: Vec<(String, Option<String>)> = o
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| Some((m.manager.clone()?, m.time.as_ref().map(|t| t.0.to_string()))))
+            .collect();
+        let live = to_live(o, kind)?;
+        let annotations = live.pointer("/metadata/annotations");
+        let checksum = annotations
+            .and_then(|a| a.get(CHECKSUM_ANNOTATION))
+            .and_then(Value::as_str)
+            .map(Box::from);
+        let shape = shape_of(&live);
+        let expected = self.expected.get(&id);
+        let action = expected
+            .and_then(|e| e.desired(&id))
+            .map(|d| decide(&d, Some(&live)));
+        let ignored = action == Some(Action::IgnoredLive)
+            || (expected.is_none()
+                && Ignore::of(tether_core::resource::Annotations::of(&live)) == Ignore::Always);
+        let in_sync = match action {
+            Some(Action::Unchanged) => true,
+            Some(Action::Verify) => self.confirmed.get(&id) == Some(&shape),
+            _ => false,
+        };
+        let other_manager = (!in_sync)
+            .then(|| tether_plan::drift::other_manager(&managers, FIELD_MANAGER))
+            .flatten()
+            .map(Box::from);
+        // Drift is a change to an object of the expected commit. One still carrying an older commit's
+        // checksum is the sync's to update (or, after it, the periodic resync's), not a repair's: right after
+        // a write its new state may simply not have arrived yet.
+        let of_commit = expected.is_some_and(|e| {
+            e.ignore != Ignore::Always && checksum.as_deref() == Some(e.checksum.as_str())
+        });
+        if of_commit && !ignored && !in_sync {
+            self.drifted.insert(id.clone());
+        } else {
+            self.drifted.remove(&id);
+        }
+        self.objects.insert(
+            id.clone(),
+            Entry {
+                checksum,
+                ignored,
+                in_sync,
+                shape,
+                other_manager,
+            },
+        );
+        Some(id)
+    }
+
+    /// An object is gone: if Git still wants it, that is drift too.
+    fn forget(&mut self, id: &ObjectId) {
+        self.events += 1;
+        self.objects.remove(id);
+        if self
+            .expected
+            .get(id)
+            .is_some_and(|e| e.ignore != Ignore::Always)
+        {
+            self.drifted.insert(id.clone());
+        }
+    }
+}
+
+/// A hash of what a live object is, without what every write or status update changes.
+fn shape_of(live: &Value) -> u64 {
+    let stripped = tether_plan::strip_volatile(live.clone());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&stripped)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
