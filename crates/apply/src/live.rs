@@ -17,7 +17,6 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use serde_json::Value;
 use tether_core::policy::Ignore;
 use tether_core::{ObjectId, Provenance, FIELD_MANAGER};
@@ -330,21 +329,28 @@ impl LiveCache {
                 );
             }
         }
+        // Some(true): all listed; Some(false): one is failing (do not wait for it); None: still listing.
         let all_ready = || {
             let s = self.state();
-            keys.iter()
-                .all(|k| s.watches.get(k).is_some_and(|w| w.ready))
+            let watches: Vec<&Watch> = keys.iter().filter_map(|k| s.watches.get(k)).collect();
+            if watches.iter().any(|w| w.failing) {
+                Some(false)
+            } else if watches.iter().all(|w| w.ready) {
+                Some(true)
+            } else {
+                None
+            }
         };
         let wait = async {
             loop {
                 let notified = self.shared.ready.notified();
-                if all_ready() {
-                    return;
+                if let Some(ready) = all_ready() {
+                    return ready;
                 }
                 notified.await;
             }
         };
-        tokio::time::timeout(deadline, wait).await.is_ok()
+        tokio::time::timeout(deadline, wait).await.unwrap_or(false)
     }
 }
 
@@ -374,87 +380,96 @@ async fn watch(
         .timeout(WATCH_TIMEOUT_SECS)
         .page_size(500);
     drop(strong);
-    let stream = watcher::watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        let drifted_before = s.drifted.len();
-        let mut listed = false;
-        match event {
-            Ok(e) => {
-                if let Some(w) = s.watches.get_mut(&key) {
-                    if w.failing {
-                        info!(component = "watch", kind = %kind.plural, "watch resumed");
+    let mut delay = Duration::from_millis(500);
+    loop {
+        // A stream that failed is not resumed: a new one lists again, so "ready" always means a complete
+        // list plus every event since (a resumed watch sends nothing to say it is back, so a quiet kind
+        // would otherwise look stale, or be trusted while it is not).
+        let stream = watcher::watcher(api.clone(), config.clone());
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let drifted_before = s.drifted.len();
+            let mut listed = false;
+            let mut failed = false;
+            match event {
+                Ok(Event::Init) => {
+                    if let Some(w) = s.watches.get_mut(&key) {
+                        w.listing = Some(HashSet::new());
                     }
-                    w.failing = false;
                 }
-                match e {
-                    Event::Init => {
-                        if let Some(w) = s.watches.get_mut(&key) {
-                            w.listing = Some(HashSet::new());
+                Ok(Event::InitApply(o) | Event::Apply(o)) => {
+                    if let Some(id) = s.observe(&kind, o) {
+                        if let Some(listing) =
+                            s.watches.get_mut(&key).and_then(|w| w.listing.as_mut())
+                        {
+                            listing.insert(id);
                         }
                     }
-                    Event::InitApply(o) | Event::Apply(o) => {
-                        if let Some(id) = s.observe(&kind, o) {
-                            if let Some(listing) =
-                                s.watches.get_mut(&key).and_then(|w| w.listing.as_mut())
-                            {
-                                listing.insert(id);
-                            }
-                        }
+                }
+                Ok(Event::Delete(o)) => {
+                    if let Some(id) = id_of(&kind, &o) {
+                        s.forget(&id);
                     }
-                    Event::Delete(o) => {
-                        if let Some(id) = id_of(&kind, &o) {
-                            s.forget(&id);
-                        }
+                }
+                Ok(Event::InitDone) => {
+                    let listing = s
+                        .watches
+                        .get_mut(&key)
+                        .and_then(|w| w.listing.take())
+                        .unwrap_or_default();
+                    let gone: Vec<ObjectId> = s
+                        .objects
+                        .keys()
+                        .filter(|id| {
+                            list_key_of(id, &kind, namespace.as_deref()) && !listing.contains(*id)
+                        })
+                        .cloned()
+                        .collect();
+                    for id in &gone {
+                        s.forget(id);
                     }
-                    Event::InitDone => {
-                        let listing = s
-                            .watches
-                            .get_mut(&key)
-                            .and_then(|w| w.listing.take())
-                            .unwrap_or_default();
-                        let gone: Vec<ObjectId> = s
-                            .objects
-                            .keys()
-                            .filter(|id| {
-                                list_key_of(id, &kind, namespace.as_deref())
-                                    && !listing.contains(*id)
-                            })
-                            .cloned()
-                            .collect();
-                        for id in &gone {
-                            s.forget(id);
+                    if let Some(w) = s.watches.get_mut(&key) {
+                        if w.failing {
+                            info!(component = "watch", kind = %kind.plural, "watch listing again");
                         }
-                        if let Some(w) = s.watches.get_mut(&key) {
-                            w.ready = true;
-                        }
-                        debug!(component = "watch", kind = %kind.plural, objects = listing.len(), "listed");
-                        listed = true;
+                        w.ready = true;
+                        w.failing = false;
                     }
+                    debug!(component = "watch", kind = %kind.plural, objects = listing.len(), "listed");
+                    delay = Duration::from_millis(500);
+                    listed = true;
+                }
+                Err(e) => {
+                    if let Some(w) = s.watches.get_mut(&key) {
+                        if !w.failing {
+                            warn!(component = "watch", kind = %kind.plural, error = %e,
+                                "watch failed; listing again with backoff (syncs list by themselves meanwhile)");
+                        }
+                        w.failing = true;
+                        w.ready = false;
+                        w.listing = None;
+                    }
+                    failed = true;
                 }
             }
-            Err(e) => {
-                if let Some(w) = s.watches.get_mut(&key) {
-                    if !w.failing {
-                        warn!(component = "watch", kind = %kind.plural, error = %e,
-                            "watch failed; retrying with backoff (syncs still see every change once it resumes)");
-                    }
-                    w.failing = true;
-                }
+            let drifted = s.settled && s.drifted.len() > drifted_before;
+            drop(s);
+            if listed || failed {
+                shared.ready.notify_waiters();
+            }
+            if drifted {
+                shared.drift.notify_one();
+            }
+            if failed {
+                break;
             }
         }
-        let drifted = s.settled && s.drifted.len() > drifted_before;
-        drop(s);
-        if listed {
-            shared.ready.notify_waiters();
-        }
-        if drifted {
-            shared.drift.notify_one();
-        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -555,4 +570,111 @@ fn shape_of(live: &Value) -> u64 {
         .unwrap_or_default()
         .hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kind() -> Kind {
+        Kind {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+            namespaced: true,
+        }
+    }
+
+    fn desired(name: &str, value: &str, checksum: &str) -> Desired {
+        Desired {
+            id: ObjectId {
+                namespace: Some("a".into()),
+                group: String::new(),
+                kind: "ConfigMap".into(),
+                name: name.into(),
+            },
+            kind: kind(),
+            body: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "a",
+                    "annotations": {CHECKSUM_ANNOTATION: checksum}},
+                "data": {"v": value}}),
+            source: Provenance {
+                file: format!("{name}.yaml"),
+                line: 1,
+            },
+            checksum: checksum.into(),
+            ignore: Ignore::No,
+        }
+    }
+
+    /// The object as the server would send it: the manifest plus what the server adds.
+    fn live(d: &Desired, value: &str, manager: &str) -> DynamicObject {
+        let mut body = d.body.clone();
+        body["data"]["v"] = value.into();
+        body["metadata"]["resourceVersion"] = "7".into();
+        body["metadata"]["managedFields"] = json!([
+            {"manager": "tether", "operation": "Apply", "time": "2026-12-01T10:00:00Z"},
+            {"manager": manager, "operation": "Update", "time": "2026-12-01T10:00:09Z"}
+        ]);
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn state_expecting(ds: &[Desired]) -> State {
+        let mut kinds = HashMap::new();
+        State {
+            expected: ds
+                .iter()
+                .map(|d| (d.id.clone(), Expected::of(d, &mut kinds).unwrap()))
+                .collect(),
+            ..State::default()
+        }
+    }
+
+    #[test]
+    fn an_object_as_git_wants_it_is_in_sync_and_an_edit_or_deletion_is_drift() {
+        let web = desired("web", "1", "c1");
+        let mut s = state_expecting(std::slice::from_ref(&web));
+        s.observe(&kind(), live(&web, "1", "tether"));
+        assert!(s.objects[&web.id].in_sync);
+        assert!(s.drifted.is_empty());
+
+        s.observe(&kind(), live(&web, "edited", "kubectl-edit"));
+        assert!(!s.objects[&web.id].in_sync);
+        assert!(s.drifted.contains(&web.id));
+        assert_eq!(
+            s.objects[&web.id].other_manager.as_deref(),
+            Some("kubectl-edit"),
+            "the writer tether would be fighting"
+        );
+
+        s.observe(&kind(), live(&web, "1", "tether"));
+        assert!(s.drifted.is_empty(), "set back: no longer drifted");
+
+        s.forget(&web.id);
+        assert!(s.drifted.contains(&web.id), "deleted by hand is drift too");
+    }
+
+    #[test]
+    fn an_object_of_an_older_commit_is_an_update_not_a_repair() {
+        let old = desired("web", "1", "c1");
+        let new = desired("web", "2", "c2");
+        let mut s = state_expecting(std::slice::from_ref(&new));
+        s.observe(&kind(), live(&old, "1", "tether"));
+        assert!(
+            s.drifted.is_empty(),
+            "the sync updates it; a repair would race the sync's own write"
+        );
+        assert!(!s.objects[&new.id].in_sync);
+    }
+
+    #[test]
+    fn objects_this_sync_does_not_expect_are_never_drift() {
+        let web = desired("web", "1", "c1");
+        let mut s = state_expecting(&[]);
+        s.observe(&kind(), live(&web, "edited", "kubectl-edit"));
+        s.forget(&web.id);
+        assert!(s.drifted.is_empty());
+    }
 }

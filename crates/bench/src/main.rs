@@ -14,6 +14,7 @@ mod measure;
 mod raw;
 mod report;
 mod session;
+mod warm;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -111,6 +112,18 @@ struct BenchArgs {
     /// Commits measured for "commit to applied", with a webhook and with polling (0: skip the section).
     #[arg(long, default_value_t = 20)]
     latency_commits: usize,
+    /// Object counts of the warm (watch-driven, daemon kept running) scenarios (empty: skip them).
+    #[arg(long, value_delimiter = ',', default_value = "10000,20000")]
+    warm_objects: Vec<usize>,
+    /// One-object commits and hand edits measured per warm run.
+    #[arg(long, default_value_t = 20)]
+    warm_changes: usize,
+    /// Seconds each warm run is left idle (its requests are counted; over 290 s includes a watch renewal).
+    #[arg(long, default_value_t = 300)]
+    warm_idle: u64,
+    /// Only the warm scenarios (report in warm.md).
+    #[arg(long)]
+    warm_only: bool,
     /// How often a session may be repeated for that reason before its numbers are kept anyway (and counted
     /// as noisy in the report).
     #[arg(long, default_value_t = 2)]
@@ -199,6 +212,18 @@ fn bench(args: BenchArgs) -> Result<bool> {
         .prefix("tether-bench-")
         .tempdir()
         .context("work dir")?;
+    if args.warm_only {
+        let md = warm::markdown(&warm_runs(&args, &rt, &tether, work.path())?);
+        std::fs::write(out.join("warm.md"), &md)?;
+        println!("{md}");
+        if std::env::var_os("TETHER_BENCH_KEEP").is_some() {
+            eprintln!(
+                "bench: TETHER_BENCH_KEEP: work dir kept in {}",
+                work.keep().display()
+            );
+        }
+        return Ok(true);
+    }
     let shared = match (&args.kubeconfig, args.isolation) {
         (Some(kc), _) => Some(Target::existing(kc.clone(), args.audit_log.clone())),
         (None, Isolation::Names) => Some(Target::start(work.path())?),
@@ -318,6 +343,11 @@ fn bench(args: BenchArgs) -> Result<bool> {
     } else {
         latency::run(&rt, &tether, work.path(), args.latency_commits)?
     };
+    let warm_runs = if args.offline_only {
+        Vec::new()
+    } else {
+        warm_runs(&args, &rt, &tether, work.path())?
+    };
     let rows = report::rows(&samples);
     let targets = report::targets(&rows, &args.sizes);
     let md = report::markdown(
@@ -338,6 +368,11 @@ fn bench(args: BenchArgs) -> Result<bool> {
         md
     } else {
         format!("{md}{}", latency::markdown(&latency_rows))
+    };
+    let md = if warm_runs.is_empty() {
+        md
+    } else {
+        format!("{md}{}", warm::markdown(&warm_runs))
     };
     let md = match &edit {
         Some((bytes, rows)) => format!("{md}{}", edit::markdown(*bytes, rows)),
@@ -362,6 +397,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
         "kustomize": kustomize_rows,
         "image_edit": edit.as_ref().map(|(_, rows)| rows),
         "commit_to_applied": latency_rows,
+        "warm": warm_runs,
     });
     report::write_all(&out, &md, &rows, &samples, &json, &args.sizes)?;
     println!("{md}");
@@ -506,4 +542,30 @@ fn machine(
         load_at_start,
         other_cpu,
     }
+}
+
+/// The warm scenarios, one daemon and control plane per size.
+fn warm_runs(
+    args: &BenchArgs,
+    rt: &tokio::runtime::Runtime,
+    tether: &Path,
+    work: &Path,
+) -> Result<Vec<warm::Warm>> {
+    args.warm_objects
+        .iter()
+        .map(|&n| {
+            eprintln!("bench: warm agent on {n} objects");
+            warm::run(
+                rt,
+                tether,
+                work,
+                n,
+                (
+                    args.warm_changes,
+                    args.warm_changes,
+                    Duration::from_secs(args.warm_idle),
+                ),
+            )
+        })
+        .collect()
 }

@@ -282,6 +282,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         tell(&notifier, &mut dedup, &result, &record);
         match &result {
+            // A periodic sync that found everything as Git wants it is not news (one Event every
+            // --sync-interval would be all an idle agent writes).
+            Ok(s)
+                if s.changed_total == 0 && last_applied.as_deref() == Some(s.revision.as_str()) => {
+            }
             Ok(s) => events.synced(&s.revision, s.changes.clone(), s.changed_total),
             Err(_) => events.failed(
                 record.revision.as_deref(),

@@ -281,6 +281,13 @@ impl Syncer {
         let revision = head.to_owned();
         self.attempted = Some(revision.clone());
         if stale.is_empty() {
+            info!(
+                component = "sync",
+                revision = short(&revision),
+                unchanged = total,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "periodic sync from the watch cache: every object as Git wants it"
+            );
             return Some(Ok(SyncSummary {
                 revision,
                 created: 0,
@@ -301,6 +308,14 @@ impl Syncer {
             Err(e) => return Some(Err(e.into())),
         };
         let (changes, changed_total) = changes_of(&report, &PruneReport::default());
+        info!(
+            component = "sync",
+            revision = short(&revision),
+            unchanged = total,
+            set_back = changed_total,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "periodic sync from the watch cache: set back what had drifted"
+        );
         Some(Ok(SyncSummary {
             revision,
             created: report.created(),
