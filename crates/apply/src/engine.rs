@@ -155,6 +155,11 @@ impl Planned {
         &self.prepared.desired
     }
 
+    /// How many rendered objects the commit leaves out (ignored, or outside the allowed namespaces).
+    pub fn skipped(&self) -> usize {
+        self.prepared.skipped.len()
+    }
+
     /// Every object the commit will apply (not the skipped ones), as the inventory records them.
     pub fn refs(&self) -> Vec<ObjectRef> {
         self.prepared
@@ -834,12 +839,15 @@ impl Engine {
         let results: Vec<(usize, Result<Option<String>, kube::Error>)> =
             stream::iter(wave.iter().copied())
                 .map(|i| async move {
-                    (
-                        i,
-                        self.patch(&entries[i].desired, false, server)
-                            .await
-                            .map(|o| o.metadata.uid),
-                    )
+                    let d = &entries[i].desired;
+                    let written = self.patch(d, false, server).await.map(|o| {
+                        let uid = o.metadata.uid.clone();
+                        if let Some(cache) = &self.live {
+                            cache.written(&d.kind, o);
+                        }
+                        uid
+                    });
+                    (i, written)
                 })
                 .buffer_unordered(concurrency.max(1))
                 .collect()

@@ -70,6 +70,14 @@ struct State {
     settled: bool,
     /// Watch events seen, for the benchmark and the debug log.
     events: u64,
+    /// The resourceVersion each object was last seen at (a write's answer must not undo a newer event).
+    versions: HashMap<ObjectId, String>,
+}
+
+/// True when resourceVersion `a` is known to be older than `b`. They are opaque to clients; etcd's are
+/// integers, and anything else is never called older.
+fn is_older(a: &str, b: &str) -> bool {
+    matches!((a.parse::<u64>(), b.parse::<u64>()), (Ok(a), Ok(b)) if a < b)
 }
 
 struct Watch {
@@ -185,6 +193,25 @@ impl LiveCache {
         s.drifted.clear();
     }
 
+    /// Replaces what is expected of these objects only (a commit's changed objects, applied ahead of the
+    /// full sync that follows at once), leaving the rest and the settled state as they are.
+    pub fn expect_some(&self, desired: &[Desired]) {
+        let mut kinds = HashMap::new();
+        let mut s = self.state();
+        for d in desired {
+            if let Some(e) = Expected::of(d, &mut kinds) {
+                s.confirmed.remove(&d.id);
+                s.expected.insert(d.id.clone(), e);
+            }
+        }
+    }
+
+    /// The server's answer to a write: the object as it now is, known before its watch event arrives (so
+    /// the next decision never sees the state before the write).
+    pub(crate) fn written(&self, kind: &Kind, o: DynamicObject) {
+        self.state().observe(kind, o);
+    }
+
     /// The sync that set the expectations succeeded: from now on a drift is reported for repair.
     pub fn settle(&self) {
         let mut s = self.state();
@@ -245,6 +272,22 @@ impl LiveCache {
                 .filter_map(|(id, e)| e.desired(id))
                 .collect(),
         )
+    }
+
+    /// The objects expected from these files (repository-relative paths).
+    pub fn ids_from_files(&self, files: &[String]) -> BTreeSet<ObjectId> {
+        let files: HashSet<&str> = files.iter().map(String::as_str).collect();
+        self.state()
+            .expected
+            .iter()
+            .filter(|(_, e)| files.contains(e.source.file.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// True when the expectations are those of a sync that succeeded.
+    pub fn is_settled(&self) -> bool {
+        self.state().settled
     }
 
     /// How many objects the last successful sync applied (the cache's view of them).
@@ -501,6 +544,13 @@ impl State {
             .flatten()
             .filter_map(|m| Some((m.manager.clone()?, m.time.as_ref().map(|t| t.0.to_string()))))
             .collect();
+        if let Some(rv) = &o.metadata.resource_version {
+            if self.versions.get(&id).is_some_and(|seen| is_older(rv, seen)) {
+                // An event that was on its way while a write's answer came in: already superseded.
+                return Some(id);
+            }
+            self.versions.insert(id.clone(), rv.clone());
+        }
         let live = to_live(o, kind)?;
         let annotations = live.pointer("/metadata/annotations");
         let checksum = annotations
@@ -552,6 +602,7 @@ impl State {
     fn forget(&mut self, id: &ObjectId) {
         self.events += 1;
         self.objects.remove(id);
+        self.versions.remove(id);
         if self
             .expected
             .get(id)

@@ -118,6 +118,9 @@ impl fmt::Display for SyncSummary {
     }
 }
 
+/// Commits changing more files than this are applied by the full sync alone.
+const CHANGED_FIRST_MAX_FILES: usize = 32;
+
 fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
@@ -332,6 +335,63 @@ impl Syncer {
         }))
     }
 
+    /// A commit that only changes objects in place (the same objects in the same plain YAML files as the
+    /// commit applied last) has those objects validated and applied at once, before the full render of
+    /// the tree, which then finds them as Git wants them: a change is live in milliseconds rather than
+    /// after rendering and planning every object. The full sync still follows at once and alone moves the
+    /// marker; it cannot reject what went ahead (same ids, so no new duplicates; no Namespaces or CRDs;
+    /// every change dry-run before any write). `None` when the commit is not of that kind, or when this
+    /// step failed (the full sync then reports why).
+    async fn apply_changed_first(&mut self, revision: &str) -> Option<tether_apply::Report> {
+        let live = self.engine.live()?.clone();
+        let last = match &self.applied {
+            Some((last, false)) if last != revision && live.is_settled() => last.clone(),
+            _ => return None,
+        };
+        let resources = {
+            let repo = self.repo.lock().await;
+            let files = repo.changed_files(&last, revision).await.ok()??;
+            if files.is_empty() || files.len() > CHANGED_FIRST_MAX_FILES {
+                return None;
+            }
+            let tree = repo.checkout(revision).await.ok()?;
+            let resources = self
+                .renderer
+                .render_changed(tree, &self.cfg.paths, &files)?
+                .ok()?;
+            let before = live.ids_from_files(&files);
+            let ids: BTreeSet<ObjectId> = resources
+                .iter()
+                .map(|r| ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name()))
+                .collect();
+            // Namespaces resolve in plan; compare after it. Here only the count can tell early.
+            if ids.len() != before.len() {
+                return None;
+            }
+            (resources, before)
+        };
+        let (resources, before) = resources;
+        let planned = self.engine.plan(resources, &self.opts).await.ok()?;
+        let after: BTreeSet<ObjectId> = planned.desired().iter().map(|d| d.id.clone()).collect();
+        if planned.skipped() > 0
+            || after != before
+            || planned
+                .desired()
+                .iter()
+                .any(|d| d.kind.is_namespace() || d.kind.is_crd())
+        {
+            return None;
+        }
+        live.expect_some(planned.desired());
+        match self.engine.apply(planned, &self.opts).await {
+            Ok(report) => Some(report),
+            Err(e) => {
+                debug!(component = "sync", error = %e, "applying the changed objects first failed; the full sync reports it");
+                None
+            }
+        }
+    }
+
     /// Sets back the objects the watches saw drift from the last successful sync, except those tether has
     /// been fighting over (see [`tether_plan::drift`]). `None` when there was nothing to do.
     pub async fn repair_drift(&mut self) -> Result<Option<DriftRepair>, SyncError> {
@@ -488,6 +548,12 @@ impl Syncer {
             self.write_checked = true;
             stages.mark("write_check");
         }
+        let ahead = self.apply_changed_first(&revision).await;
+        if let Some(r) = &ahead {
+            stages.mark("changed_first");
+            debug!(component = "sync", objects = r.configured() + r.created(),
+                "applied the commit's changed objects ahead of the full sync");
+        }
         // The clone is shared with image automation; hold it only while reading the tree.
         let snapshot = Snapshot::read(
             &*self.repo.lock().await,
@@ -518,7 +584,23 @@ impl Syncer {
             .mark_pending(client, &mut state, &intent)
             .await?;
         stages.mark("plan");
-        let report = self.engine.apply(planned, &self.opts).await?;
+        let mut report = self.engine.apply(planned, &self.opts).await?;
+        if let Some(ahead) = ahead {
+            // Written a moment ago, so unchanged now: report what this commit did to them.
+            let done: std::collections::HashMap<ObjectId, tether_apply::Outcome> = ahead
+                .objects
+                .into_iter()
+                .map(|(id, _, o)| (id, o))
+                .collect();
+            for (id, _, outcome) in &mut report.objects {
+                if *outcome == tether_apply::Outcome::Unchanged {
+                    if let Some(o) = done.get(id) {
+                        *outcome = o.clone();
+                    }
+                }
+            }
+            report.uids.extend(ahead.uids);
+        }
         stages.mark("apply");
         let gc = self
             .collect_garbage(&report, previous, state, &intent)

@@ -194,6 +194,86 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// Renders only `files` (repository-relative: a commit's changed files), without walking the tree, when
+    /// each is a plain manifest that a full render of `paths` reads as it is: a regular `.yaml`/`.yml` file
+    /// under a path, with no kustomization or chart above it, in a repository this renderer has never
+    /// built with kustomize or generated manifests for. `None` when that does not hold (render everything).
+    pub fn render_changed(
+        &self,
+        root: &Path,
+        paths: &[String],
+        files: &[String],
+    ) -> Option<Result<Vec<Resource>, Error>> {
+        if self.kustomize_runs() > 0 {
+            return None;
+        }
+        let roots = path_roots(paths);
+        if self.generation.is_some()
+            && roots
+                .iter()
+                .any(|p| generate::locate(root, p).is_some())
+        {
+            return None;
+        }
+        let checkout = Checkout::new(root, self.max_file_bytes).ok()?;
+        let mut resources = Vec::new();
+        let mut errors = Vec::new();
+        let mut skipped = Vec::new();
+        for rel in files {
+            let under = roots.iter().any(|r| {
+                r.is_empty() || rel.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            });
+            let name = rel.rsplit('/').next().unwrap_or("");
+            let path = root.join(rel);
+            let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+            if !under
+                || !(name.ends_with(".yaml") || name.ends_with(".yml"))
+                || name == generate::CONFIG_FILE
+                || !regular
+            {
+                return None;
+            }
+            // A kustomization or chart above the file makes it part of a build, not a manifest of its own;
+            // a link on the way makes its path one the walk would not use.
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if d.starts_with(root) && d != root {
+                    let link = std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink());
+                    if link
+                        || kustomize::kustomization_file(d).is_some()
+                        || d.join("Chart.yaml").is_file()
+                    {
+                        return None;
+                    }
+                    dir = d.parent();
+                } else {
+                    break;
+                }
+            }
+            if kustomize::kustomization_file(root).is_some() {
+                return None;
+            }
+            match checkout.read(rel) {
+                Ok(text) => yaml::parse_file(rel, &text, &mut resources, &mut errors, &mut skipped),
+                Err(message) => errors.push(FileError {
+                    at: Provenance {
+                        file: rel.clone(),
+                        line: 1,
+                    },
+                    message,
+                }),
+            }
+        }
+        check_duplicates(&resources, &mut errors);
+        Some(if errors.is_empty() {
+            Ok(resources)
+        } else {
+            Err(Error::Files(errors))
+        })
+    }
+}
+
 /// Every manifest file (repository-relative, sorted) a render of `paths` reads as written: the plain files,
 /// and the resource and patch files of each kustomization (its bases included). Generated output is not a
 /// file; a `.flux.yaml` git-path contributes what kustomizations and files lie under it.

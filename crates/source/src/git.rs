@@ -130,6 +130,24 @@ impl Repo {
         Ok(&self.dir)
     }
 
+    /// The paths (repository-relative) that differ between two commits, renames as a delete and an add;
+    /// `None` when git cannot say (a commit missing locally, say).
+    pub async fn changed_files(&self, from: &str, to: &str) -> Result<Option<Vec<String>>> {
+        let out = self
+            .run(
+                "diff",
+                &["diff", "--name-only", "--no-renames", "-z", from, to, "--"],
+                true,
+            )
+            .await?;
+        Ok(out.map(|o| {
+            o.split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }))
+    }
+
     /// Resolves a revision locally; `None` when it does not exist.
     pub async fn rev_parse(&self, rev: &str) -> Result<Option<String>> {
         let out = self

@@ -24,6 +24,10 @@ fn repo(w: &World) -> String {
 
 /// The daemon polling every second, with a sync interval far beyond any test's wait.
 fn daemon(w: &World, kubeconfig: Option<&std::path::Path>) -> Daemon {
+    daemon_with(w, kubeconfig, &[])
+}
+
+fn daemon_with(w: &World, kubeconfig: Option<&std::path::Path>, extra: &[&str]) -> Daemon {
     let url = w.repo.file_url();
     let mut cmd = w.command(&[
         "daemon",
@@ -36,6 +40,7 @@ fn daemon(w: &World, kubeconfig: Option<&std::path::Path>) -> Daemon {
         "--listen-metrics",
         "127.0.0.1:0",
     ]);
+    cmd.args(extra);
     if let Some(kc) = kubeconfig {
         cmd.env("KUBECONFIG", kc);
     }
@@ -217,4 +222,44 @@ fn a_watch_dropped_by_an_api_server_restart_resumes_and_misses_nothing() {
     edit(&w, 2, "after");
     wait_value(&w, 2, "1", "an edit after the restart set back", &d);
     drop(api);
+}
+
+#[test]
+fn a_commit_applied_ahead_is_reported_and_one_that_adds_removes_or_breaks_takes_the_full_sync() {
+    let w = World::new("watch-ahead");
+    let first = repo(&w);
+    let d = daemon_with(&w, None, &["--sync-garbage-collection"]);
+    wait_synced(&w, &first, &d);
+
+    // In place: applied ahead of the full render, and still reported as this commit's change.
+    crate::support::write(&w.repo, &[("cm1.yaml".to_owned(), cm(&w.n, 1, "2"))]);
+    let second = w.repo.commit("in place");
+    wait_synced(&w, &second, &d);
+    assert_eq!(value(&w, 1).as_deref(), Some("2"));
+    let log = d.log();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("message=\"sync complete\""))
+        .unwrap();
+    assert!(last.contains("configured=1"), "{last}");
+
+    // A duplicate of c2 in cm1.yaml: the commit is refused and nothing of it is applied, c1 included.
+    let dup = format!("{}---\n{}", cm(&w.n, 1, "3"), cm(&w.n, 2, "dup"));
+    crate::support::write(&w.repo, &[("cm1.yaml".to_owned(), dup)]);
+    w.repo.commit("a duplicate");
+    wait_for(
+        &format!("the duplicate refused\n{}", d.log()),
+        Duration::from_secs(30),
+        || d.log().contains("duplicate object"),
+    );
+    assert_eq!(value(&w, 1).as_deref(), Some("2"), "{}", d.log());
+    assert_eq!(value(&w, 2).as_deref(), Some("1"));
+
+    // Fixed, with a file removed: the full sync applies it and collects what left Git.
+    crate::support::write(&w.repo, &[("cm1.yaml".to_owned(), cm(&w.n, 1, "4"))]);
+    w.repo.remove("cm4.yaml");
+    let fixed = w.repo.commit("fixed, c4 removed");
+    wait_synced(&w, &fixed, &d);
+    assert_eq!(value(&w, 1).as_deref(), Some("4"));
+    wait_for("c4 collected", Duration::from_secs(30), || value(&w, 4).is_none());
 }
