@@ -776,18 +776,25 @@ impl Engine {
     ) -> Result<BTreeSet<usize>, Error> {
         // Each result is reduced to "does it need a write" inside its future, so thousands of dry-run
         // responses are never held in memory at once.
+        let gone = Unreachable::default();
+        let gone = &gone;
         let results: Vec<(usize, Result<bool, kube::Error>)> = stream::iter(which)
             .map(|i| async move {
                 let e = &entries[i];
+                if gone.is_set() {
+                    return None;
+                }
                 let res = self.patch(&e.desired, true, server).await.map(|result| {
                     e.action != Action::Verify || {
                         let live = e.live.clone().map(strip_volatile);
                         serde_json::to_value(result).ok().map(strip_volatile) != live
                     }
                 });
-                (i, res)
+                gone.note(&res);
+                Some((i, res))
             })
             .buffer_unordered(concurrency.max(1))
+            .filter_map(std::future::ready)
             .collect()
             .await;
         let mut failures = Vec::new();
@@ -836,9 +843,14 @@ impl Engine {
             &mut HashMap<ObjectId, String>,
         ),
     ) -> Vec<ObjectFailure> {
+        let gone = Unreachable::default();
+        let gone = &gone;
         let results: Vec<(usize, Result<Option<String>, kube::Error>)> =
             stream::iter(wave.iter().copied())
                 .map(|i| async move {
+                    if gone.is_set() {
+                        return None;
+                    }
                     let d = &entries[i].desired;
                     let written = self.patch(d, false, server).await.map(|o| {
                         let uid = o.metadata.uid.clone();
@@ -847,9 +859,11 @@ impl Engine {
                         }
                         uid
                     });
-                    (i, written)
+                    gone.note(&written);
+                    Some((i, written))
                 })
                 .buffer_unordered(concurrency.max(1))
+                .filter_map(std::future::ready)
                 .collect()
                 .await;
         let mut failures = Vec::new();
@@ -959,6 +973,25 @@ impl Engine {
         match namespace {
             Some(ns) if kind.namespaced => Api::namespaced_with(self.client.clone(), ns, &ar),
             _ => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+}
+
+/// Set once a request got no answer at all (a timeout, a refused connection): the server is unreachable,
+/// so the requests not yet sent are not sent. Each would wait out its own timeout — 1,500 objects at 32 in
+/// flight and a 3 s timeout were 140 s of waiting for a server that was gone. Refusals (the server
+/// answered) do not count: every rejected object is still reported.
+#[derive(Default)]
+struct Unreachable(std::sync::atomic::AtomicBool);
+
+impl Unreachable {
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note<T>(&self, res: &Result<T, kube::Error>) {
+        if matches!(res, Err(e) if !matches!(e, kube::Error::Api(_))) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

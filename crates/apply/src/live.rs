@@ -545,7 +545,11 @@ impl State {
             .filter_map(|m| Some((m.manager.clone()?, m.time.as_ref().map(|t| t.0.to_string()))))
             .collect();
         if let Some(rv) = &o.metadata.resource_version {
-            if self.versions.get(&id).is_some_and(|seen| is_older(rv, seen)) {
+            if self
+                .versions
+                .get(&id)
+                .is_some_and(|seen| is_older(rv, seen))
+            {
                 // An event that was on its way while a write's answer came in: already superseded.
                 return Some(id);
             }

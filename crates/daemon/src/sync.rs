@@ -551,8 +551,11 @@ impl Syncer {
         let ahead = self.apply_changed_first(&revision).await;
         if let Some(r) = &ahead {
             stages.mark("changed_first");
-            debug!(component = "sync", objects = r.configured() + r.created(),
-                "applied the commit's changed objects ahead of the full sync");
+            debug!(
+                component = "sync",
+                objects = r.configured() + r.created(),
+                "applied the commit's changed objects ahead of the full sync"
+            );
         }
         // The clone is shared with image automation; hold it only while reading the tree.
         let snapshot = Snapshot::read(

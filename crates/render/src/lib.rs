@@ -209,11 +209,7 @@ impl Renderer {
             return None;
         }
         let roots = path_roots(paths);
-        if self.generation.is_some()
-            && roots
-                .iter()
-                .any(|p| generate::locate(root, p).is_some())
-        {
+        if self.generation.is_some() && roots.iter().any(|p| generate::locate(root, p).is_some()) {
             return None;
         }
         let checkout = Checkout::new(root, self.max_file_bytes).ok()?;
@@ -222,7 +218,10 @@ impl Renderer {
         let mut skipped = Vec::new();
         for rel in files {
             let under = roots.iter().any(|r| {
-                r.is_empty() || rel.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/'))
+                r.is_empty()
+                    || rel
+                        .strip_prefix(r.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
             });
             let name = rel.rsplit('/').next().unwrap_or("");
             let path = root.join(rel);
@@ -239,7 +238,8 @@ impl Renderer {
             let mut dir = path.parent();
             while let Some(d) = dir {
                 if d.starts_with(root) && d != root {
-                    let link = std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink());
+                    let link =
+                        std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink());
                     if link
                         || kustomize::kustomization_file(d).is_some()
                         || d.join("Chart.yaml").is_file()

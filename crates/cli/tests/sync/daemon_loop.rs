@@ -198,3 +198,100 @@ fn a_stalled_api_server_fails_a_sync_instead_of_hanging_and_sigterm_ends_one_at_
         "the marker moved for a sync that never finished"
     );
 }
+
+/// The real API server frozen (SIGSTOP) while a sync is writing: every request has a deadline, so the sync
+/// fails in bounded time without moving the marker; once the server is back the next sync converges, and
+/// objects the stopped sync wrote are collected like any other when they leave Git.
+#[test]
+fn an_api_server_paused_mid_sync_fails_it_in_bounded_time_and_nothing_is_orphaned() {
+    let w = World::new("paused");
+    let n = w.n.clone();
+    let cms = |count: usize| {
+        (0..count)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\n  namespace: {n}\ndata:\n  v: \"{i}\"\n"
+                )
+            })
+            .collect::<String>()
+    };
+    w.repo.write(&[
+        ("ns.yaml", &crate::support::namespace(&n)),
+        ("cms.yaml", &cms(1500)),
+    ]);
+    let first = w.repo.commit("1500 objects");
+    let mut api = w.cluster.private_api_server();
+    let url = w.repo.file_url();
+    let once = |api: &tether_testenv::cluster::ApiServer| {
+        let mut cmd = w.command(&[
+            "daemon",
+            "--once",
+            "--git-url",
+            &url,
+            "--k8s-timeout",
+            "3s",
+            "--sync-timeout",
+            "60s",
+            "--sync-garbage-collection",
+        ]);
+        cmd.env("KUBECONFIG", &api.kubeconfig);
+        crate::support::Daemon::spawn(cmd)
+    };
+    let mut d = once(&api);
+    let written = || {
+        w.kubectl(&["-n", &n, "get", "configmaps", "-o", "name"])
+            .lines()
+            .filter(|l| l.starts_with("configmap/c"))
+            .count()
+    };
+    wait_for("the sync's first writes", Duration::from_secs(60), || {
+        w.get(&["namespace", &n]).is_some()
+    });
+    api.pause();
+    let paused = Instant::now();
+    let status = d.wait(Duration::from_secs(60));
+    let took = paused.elapsed();
+    api.resume();
+    let status =
+        status.unwrap_or_else(|| panic!("still running 60 s after the pause\n{}", d.log()));
+    assert!(!status.success(), "{}", d.log());
+    assert!(
+        took < Duration::from_secs(30),
+        "a 3 s request timeout ends the sync soon after the pause, not after {took:?}\n{}",
+        d.log()
+    );
+    assert!(
+        w.repo.rev_parse("refs/tags/tether-sync^{commit}").is_none(),
+        "the marker moved for a sync that did not finish"
+    );
+    let partial = written();
+
+    // The server is back: the next sync converges.
+    let mut again = once(&api);
+    let status = again
+        .wait(Duration::from_secs(180))
+        .expect("the second sync finished");
+    assert!(status.success(), "{}", again.log());
+    assert_eq!(
+        written(),
+        1500,
+        "after {partial} written by the paused sync"
+    );
+    assert_eq!(
+        w.repo
+            .rev_parse("refs/tags/tether-sync^{commit}")
+            .as_deref(),
+        Some(first.as_str())
+    );
+
+    // Everything leaves Git but the namespace: all of it is collected, what the paused sync wrote too.
+    w.repo.write(&[("cms.yaml", &cms(0))]);
+    w.repo.commit("no objects but the namespace");
+    let mut last = once(&api);
+    let status = last
+        .wait(Duration::from_secs(180))
+        .expect("the collecting sync finished");
+    assert!(status.success(), "{}", last.log());
+    assert_eq!(written(), 0, "nothing orphaned\n{}", last.log());
+    drop(api);
+}

@@ -133,6 +133,20 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Waits for it to exit on its own, up to `limit`; `None` when it is still running.
+    pub fn wait(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Stops the daemon with SIGTERM, as Kubernetes stops a pod, and waits for it to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -261,5 +261,7 @@ fn a_commit_applied_ahead_is_reported_and_one_that_adds_removes_or_breaks_takes_
     let fixed = w.repo.commit("fixed, c4 removed");
     wait_synced(&w, &fixed, &d);
     assert_eq!(value(&w, 1).as_deref(), Some("4"));
-    wait_for("c4 collected", Duration::from_secs(30), || value(&w, 4).is_none());
+    wait_for("c4 collected", Duration::from_secs(30), || {
+        value(&w, 4).is_none()
+    });
 }
