@@ -220,7 +220,7 @@ fn an_api_server_paused_mid_sync_fails_it_in_bounded_time_and_nothing_is_orphane
         ("cms.yaml", &cms(1500)),
     ]);
     let first = w.repo.commit("1500 objects");
-    let mut api = w.cluster.private_api_server();
+    let api = w.cluster.private_api_server();
     let url = w.repo.file_url();
     let once = |api: &tether_testenv::cluster::ApiServer| {
         let mut cmd = w.command(&[
