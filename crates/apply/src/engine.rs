@@ -385,7 +385,7 @@ impl Engine {
             }
         }
 
-        // 4. Everything else, rank by rank.
+        // 4. Everything else, in the waves of `tether_plan::wave_of` (all at once but Pods and webhooks).
         let rest = now
             .into_iter()
             .chain(deferred)

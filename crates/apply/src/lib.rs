@@ -3,8 +3,8 @@
 //! [`Engine::sync`] carries a commit's resources into the cluster atomically: it resolves every kind through
 //! aggregated discovery (legacy discovery where a server lacks it, or a CRD in the same commit), snapshots
 //! the live objects with label-selected LISTs per kind, lets `tether-plan` decide, validates every write with
-//! a server-side dry-run, and only then applies — Namespaces and CRDs first, then the rest in rank order with
-//! bounded parallelism — under the field manager `tether`. Objects already as desired get no request at all.
+//! a server-side dry-run, and only then applies — Namespaces and CRDs first, then everything else at once
+//! (bare Pods and admission webhooks last) with bounded parallelism — under the field manager `tether`. Objects already as desired get no request at all.
 
 mod discovery;
 mod engine;

@@ -19,4 +19,4 @@ pub use prepare::{
     checksum_of, decide, owner_mark, prepare, Action, Cause, Desired, Entry, NamespaceFilter,
     PlanError, Prepared, Skipped, CHECKSUM_ANNOTATION, OWNER_ANNOTATION, SYNC_LABEL,
 };
-pub use stage::{stages, waves, Stages};
+pub use stage::{stages, wave_of, waves, Stages};

@@ -2,12 +2,15 @@
 //!
 //! Every write is dry-run before any is applied. Objects that need a Namespace or a CRD this commit creates
 //! cannot be dry-run before it exists, so Namespaces and CRDs go first, and those dependants are validated
-//! after them (undoing the first stage if they are then rejected). Within a stage, writes go out in waves of
-//! equal [`rank`] (Namespaces, then definitions, configuration, workloads, the rest).
+//! after them (undoing the first stage if they are then rejected). Within a stage, writes go out in waves
+//! ([`wave_of`]): Namespaces, CRDs, then everything else at once, except the few kinds the API server
+//! admits only when others exist (bare Pods need their ServiceAccount) or that change how others are
+//! admitted (admission webhooks and policies), which go last. A wave per [`crate::rank`] made every kind wait for
+//! the slowest write of the one before (Services, for their cluster IPs).
 
 use std::collections::BTreeSet;
 
-use crate::kinds::{rank, Kind};
+use crate::kinds::Kind;
 use crate::prepare::{Action, Entry};
 
 /// The writes of one sync, as indices into its entries, split into stages.
@@ -53,14 +56,34 @@ pub fn stages(entries: &[Entry], served: impl Fn(&Kind) -> bool) -> Stages {
     out
 }
 
-/// The writes `which` grouped into waves of equal rank, lowest first; each wave may run in parallel.
+/// Which wave a kind is written in: 0 Namespaces, 1 CRDs, 2 everything else, 3 kinds admitted only after
+/// others exist or that decide how others are admitted.
+pub fn wave_of(kind: &Kind) -> u8 {
+    match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "Namespace") => 0,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 1,
+        ("", "Pod")
+        | (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding"
+            | "MutatingAdmissionPolicy"
+            | "MutatingAdmissionPolicyBinding",
+        ) => 3,
+        _ => 2,
+    }
+}
+
+/// The writes `which` grouped into waves ([`wave_of`]), lowest first; each wave runs at full concurrency.
 pub fn waves(entries: &[Entry], which: impl IntoIterator<Item = usize>) -> Vec<Vec<usize>> {
     let mut sorted: Vec<usize> = which.into_iter().collect();
-    sorted.sort_by_key(|&i| (rank(&entries[i].desired.kind.kind), i));
+    sorted.sort_by_key(|&i| (wave_of(&entries[i].desired.kind), i));
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut last = None;
     for i in sorted {
-        let r = rank(&entries[i].desired.kind.kind);
+        let r = wave_of(&entries[i].desired.kind);
         match out.last_mut() {
             Some(wave) if last == Some(r) => wave.push(i),
             _ => out.push(vec![i]),
@@ -139,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn waves_follow_rank_and_keep_equal_ranks_together() {
+    fn namespaces_then_crds_then_everything_at_once_and_pods_and_webhooks_last() {
         let entries = vec![
             entry("apps", "Deployment", Some("a"), "web", Action::Create),
             entry("", "ConfigMap", Some("a"), "c", Action::Create),
@@ -154,10 +177,18 @@ mod tests {
             entry("", "Service", Some("a"), "web", Action::Create),
             entry("", "Secret", Some("a"), "s", Action::Create),
             entry("example.com", "Widget", Some("a"), "w", Action::Create),
+            entry("", "Pod", Some("a"), "p", Action::Create),
+            entry(
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+                None,
+                "v",
+                Action::Create,
+            ),
         ];
         assert_eq!(
             waves(&entries, 0..entries.len()),
-            vec![vec![2], vec![3, 4], vec![1, 5], vec![0], vec![6]]
+            vec![vec![2], vec![3], vec![0, 1, 4, 5, 6], vec![7, 8]]
         );
         // Only the writes asked for; Namespaces come before CRDs within the first stage.
         assert_eq!(waves(&entries, [3, 2]), vec![vec![2], vec![3]]);
