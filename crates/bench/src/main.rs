@@ -112,7 +112,7 @@ struct BenchArgs {
     /// Commits measured for "commit to applied", with a webhook and with polling (0: skip the section).
     #[arg(long, default_value_t = 20)]
     latency_commits: usize,
-    /// Object counts of the warm (watch-driven, daemon kept running) scenarios (empty: skip them).
+    /// Object counts of the warm (watch-driven, daemon kept running) scenarios (0: skip them).
     #[arg(long, value_delimiter = ',', default_value = "10000,20000")]
     warm_objects: Vec<usize>,
     /// One-object commits and hand edits measured per warm run.
@@ -553,6 +553,7 @@ fn warm_runs(
 ) -> Result<Vec<warm::Warm>> {
     args.warm_objects
         .iter()
+        .filter(|&&n| n > 0)
         .map(|&n| {
             eprintln!("bench: warm agent on {n} objects");
             warm::run(

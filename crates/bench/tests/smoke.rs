@@ -53,6 +53,12 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
             "8,32",
             "--latency-commits",
             "2",
+            "--warm-objects",
+            "120",
+            "--warm-changes",
+            "2",
+            "--warm-idle",
+            "2",
         ])
         .args(["--timeout", "120"])
         .arg("--kubeconfig")
@@ -89,6 +95,22 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
     assert!(
         stdout.contains("| signed webhook (poll interval 1 h) | 2 |")
             && stdout.contains("| polling every 5s (reference) | 2 |"),
+        "{stdout}"
+    );
+
+    // The agent kept running: a commit is a dry-run and a write of its one object, and nothing is listed.
+    let commit_row = stdout
+        .lines()
+        .find(|l| l.starts_with("| one-object commit, push to live (2 commits) | 120 |"))
+        .unwrap_or_else(|| panic!("no warm commit row:\n{stdout}"));
+    assert!(
+        commit_row.contains("1 patch configmaps (dry-run)")
+            && commit_row.contains("1 patch configmaps,")
+            && !commit_row.contains("list "),
+        "{commit_row}"
+    );
+    assert!(
+        stdout.contains("| hand edit set back (2 edits) | 120 |"),
         "{stdout}"
     );
 

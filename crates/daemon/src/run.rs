@@ -151,6 +151,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
                 _ = leadership.acquired() => {
                     info!(component = "daemon", "elected: syncing now");
+                    // Another replica may have synced and collected meanwhile: start from a full sync.
+                    syncer.forget_applied();
                     next_poll = Instant::now();
                     next_full = Instant::now();
                 }

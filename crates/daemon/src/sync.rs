@@ -263,6 +263,15 @@ impl Syncer {
         Ok(())
     }
 
+    /// Makes the next sync a full one (render, plan, collect), whatever this agent applied before: after
+    /// it was standing by, another replica may have moved the cluster on.
+    pub fn forget_applied(&mut self) {
+        self.applied = None;
+        if let Some(live) = self.engine.live() {
+            live.unsettle();
+        }
+    }
+
     /// The watch cache, when the agent keeps one.
     pub fn live(&self) -> Option<tether_apply::LiveCache> {
         self.engine.live().cloned()
