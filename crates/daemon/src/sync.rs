@@ -345,13 +345,16 @@ impl Syncer {
     }
 
     /// A commit that only changes objects in place (the same objects in the same plain YAML files as the
-    /// commit applied last) has those objects validated and applied at once, before the full render of
-    /// the tree, which then finds them as Git wants them: a change is live in milliseconds rather than
-    /// after rendering and planning every object. The full sync still follows at once and alone moves the
-    /// marker; it cannot reject what went ahead (same ids, so no new duplicates; no Namespaces or CRDs;
-    /// every change dry-run before any write). `None` when the commit is not of that kind, or when this
-    /// step failed (the full sync then reports why).
-    async fn apply_changed_first(&mut self, revision: &str) -> Option<tether_apply::Report> {
+    /// commit applied last) has those files alone rendered, validated and applied: a change is live in
+    /// milliseconds rather than after rendering and planning every object, and that is the whole sync. A
+    /// full render could not have decided otherwise: the other files are those of a commit that synced, the
+    /// ids are the same (so no new duplicate, nothing to collect), no Namespace or CRD changes, no kustomize
+    /// or generator reads across files, and every change is dry-run before any write. `None` when the
+    /// commit is not of that kind, or when this failed (the full sync then runs and reports why).
+    async fn apply_changed_first(
+        &mut self,
+        revision: &str,
+    ) -> Option<(tether_apply::Report, Vec<tether_automation::Workload>)> {
         let live = self.engine.live()?.clone();
         let last = match &self.applied {
             Some((last, false)) if last != revision && live.is_settled() => last.clone(),
@@ -380,6 +383,10 @@ impl Syncer {
             (resources, before)
         };
         let (resources, before) = resources;
+        let workloads = tether_automation::workload::workload_summaries(
+            &resources,
+            &self.opts.default_namespace,
+        );
         let planned = self.engine.plan(resources, &self.opts).await.ok()?;
         let after: BTreeSet<ObjectId> = planned.desired().iter().map(|d| d.id.clone()).collect();
         if planned.skipped() > 0
@@ -393,12 +400,72 @@ impl Syncer {
         }
         live.expect_some(planned.desired());
         match self.engine.apply(planned, &self.opts).await {
-            Ok(report) => Some(report),
+            Ok(report) => Some((report, workloads)),
             Err(e) => {
                 debug!(component = "sync", error = %e, "applying the changed objects first failed; the full sync reports it");
                 None
             }
         }
+    }
+
+    /// Completes a sync whose commit only changed objects in place (see [`Syncer::apply_changed_first`]):
+    /// every other object is as the commit applied last left it and the watches show it so, and the set of
+    /// objects is the same (nothing to collect, the inventory stays exact), so only the marker moves and the
+    /// API's workloads are brought up to date. No render of the whole tree, no plan of every object.
+    async fn finish_in_place(
+        &mut self,
+        revision: String,
+        report: tether_apply::Report,
+        changed: Vec<tether_automation::Workload>,
+        started: Instant,
+        mut stages: Stages,
+    ) -> Result<SyncSummary, SyncError> {
+        self.marker
+            .write(&revision, &*self.repo.lock().await, self.engine.client())
+            .await?;
+        stages.mark("record");
+        let replaced: BTreeSet<ObjectId> = changed.iter().map(|w| w.id.clone()).collect();
+        let mut workloads: Vec<tether_automation::Workload> = self
+            .workloads
+            .iter()
+            .filter(|w| !replaced.contains(&w.id))
+            .cloned()
+            .collect();
+        workloads.extend(changed);
+        workloads.sort_by(|a, b| a.source.cmp(&b.source));
+        self.workloads = Arc::new(workloads);
+        self.applied = Some((revision.clone(), false));
+        debug!(component = "sync", stages = %stages, "time per stage");
+        let total = self.engine.live().map_or(0, |l| l.expected_len());
+        let (changes, changed_total) = changes_of(&report, &PruneReport::default());
+        let summary = SyncSummary {
+            revision,
+            created: report.created(),
+            configured: report.configured(),
+            unchanged: total.saturating_sub(report.created() + report.configured()),
+            deleted: 0,
+            skipped: report.skipped(),
+            would_delete: 0,
+            gc_kept: 0,
+            duration: started.elapsed(),
+            collected: Vec::new(),
+            changes,
+            changed_total,
+        };
+        info!(
+            component = "sync",
+            created = summary.created,
+            configured = summary.configured,
+            unchanged = summary.unchanged,
+            deleted = 0,
+            skipped = summary.skipped,
+            would_delete = 0,
+            gc_kept = 0,
+            duration_ms = summary.duration.as_millis() as u64,
+            in_place = true,
+            "sync complete"
+        );
+        Ok(summary)
     }
 
     /// Sets back the objects the watches saw drift from the last successful sync, except those tether has
@@ -557,14 +624,11 @@ impl Syncer {
             self.write_checked = true;
             stages.mark("write_check");
         }
-        let ahead = self.apply_changed_first(&revision).await;
-        if let Some(r) = &ahead {
-            stages.mark("changed_first");
-            debug!(
-                component = "sync",
-                objects = r.configured() + r.created(),
-                "applied the commit's changed objects ahead of the full sync"
-            );
+        if let Some((report, workloads)) = self.apply_changed_first(&revision).await {
+            stages.mark("changed_in_place");
+            return self
+                .finish_in_place(revision, report, workloads, started, stages)
+                .await;
         }
         // The clone is shared with image automation; hold it only while reading the tree.
         let snapshot = Snapshot::read(
@@ -596,23 +660,7 @@ impl Syncer {
             .mark_pending(client, &mut state, &intent)
             .await?;
         stages.mark("plan");
-        let mut report = self.engine.apply(planned, &self.opts).await?;
-        if let Some(ahead) = ahead {
-            // Written a moment ago, so unchanged now: report what this commit did to them.
-            let done: std::collections::HashMap<ObjectId, tether_apply::Outcome> = ahead
-                .objects
-                .into_iter()
-                .map(|(id, _, o)| (id, o))
-                .collect();
-            for (id, _, outcome) in &mut report.objects {
-                if *outcome == tether_apply::Outcome::Unchanged {
-                    if let Some(o) = done.get(id) {
-                        *outcome = o.clone();
-                    }
-                }
-            }
-            report.uids.extend(ahead.uids);
-        }
+        let report = self.engine.apply(planned, &self.opts).await?;
         stages.mark("apply");
         let gc = self
             .collect_garbage(&report, previous, state, &intent)

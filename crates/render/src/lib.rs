@@ -196,9 +196,10 @@ impl Renderer {
 
 impl Renderer {
     /// Renders only `files` (repository-relative: a commit's changed files), without walking the tree, when
-    /// each is a plain manifest that a full render of `paths` reads as it is: a regular `.yaml`/`.yml` file
-    /// under a path, with no kustomization or chart above it, in a repository this renderer has never
-    /// built with kustomize or generated manifests for. `None` when that does not hold (render everything).
+    /// each that a render of `paths` reads is a plain manifest read as it is: a regular `.yaml`/`.yml` file
+    /// under a path, with no kustomization or chart above it, in a repository this renderer has never built
+    /// with kustomize or generated manifests for. Files a render does not read (outside the paths, not
+    /// YAML) are passed over. `None` when that does not hold (render everything).
     pub fn render_changed(
         &self,
         root: &Path,
@@ -224,13 +225,18 @@ impl Renderer {
                         .is_some_and(|rest| rest.starts_with('/'))
             });
             let name = rel.rsplit('/').next().unwrap_or("");
+            let manifest = name.ends_with(".yaml") || name.ends_with(".yml");
+            if roots.iter().any(|r| r == rel) || name == "Kustomization" {
+                // A git-path that is itself the file, or a kustomization by its other name.
+                return None;
+            }
+            if !under || !manifest {
+                // Not read by a render of the paths (a `.flux.yaml` above them was looked for above).
+                continue;
+            }
             let path = root.join(rel);
             let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
-            if !under
-                || !(name.ends_with(".yaml") || name.ends_with(".yml"))
-                || name == generate::CONFIG_FILE
-                || !regular
-            {
+            if name == generate::CONFIG_FILE || !regular {
                 return None;
             }
             // A kustomization or chart above the file makes it part of a build, not a manifest of its own;
