@@ -963,17 +963,26 @@ impl Engine {
     }
 
     pub(crate) fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
-        let ar = ApiResource {
-            group: kind.group.clone(),
-            version: kind.version.clone(),
-            api_version: kind.api_version(),
-            kind: kind.kind.clone(),
-            plural: kind.plural.clone(),
-        };
-        match namespace {
-            Some(ns) if kind.namespaced => Api::namespaced_with(self.client.clone(), ns, &ar),
-            _ => Api::all_with(self.client.clone(), &ar),
-        }
+        api_for(&self.client, kind, namespace)
+    }
+}
+
+/// The API of `kind`, in `namespace` when the kind is namespaced and one is given, else cluster-wide.
+pub(crate) fn api_for(
+    client: &kube::Client,
+    kind: &Kind,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    let ar = ApiResource {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        api_version: kind.api_version(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    };
+    match namespace {
+        Some(ns) if kind.namespaced => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
     }
 }
 

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
-use kube::core::ApiResource;
+use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 use tether_core::policy::Ignore;
@@ -407,17 +406,7 @@ async fn watch(
     let Some(strong) = shared.upgrade() else {
         return;
     };
-    let ar = ApiResource {
-        group: kind.group.clone(),
-        version: kind.version.clone(),
-        api_version: kind.api_version(),
-        kind: kind.kind.clone(),
-        plural: kind.plural.clone(),
-    };
-    let api: Api<DynamicObject> = match &namespace {
-        Some(ns) if kind.namespaced => Api::namespaced_with(strong.client.clone(), ns, &ar),
-        _ => Api::all_with(strong.client.clone(), &ar),
-    };
+    let api = crate::engine::api_for(&strong.client, &kind, namespace.as_deref());
     let config = watcher::Config::default()
         .labels(&strong.selector)
         .timeout(WATCH_TIMEOUT_SECS)

@@ -32,12 +32,14 @@ pub struct Row {
 }
 
 const NS: &str = "latency";
-const SECRET: &str = "bench-webhook-secret";
+/// The webhook secret of the agents the harness runs (this section and the warm one).
+pub(crate) const SECRET: &str = "bench-webhook-secret";
 /// The polling reference's interval (tether's default is 1 minute, Flux v1's 5 minutes).
 const POLL: &str = "5s";
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-fn git(dir: &Path, args: &[&str]) -> Result<()> {
+/// Runs git in `dir`, failing with its stderr.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -62,14 +64,15 @@ fn commit(wt: &Path, value: usize) -> Result<()> {
     git(wt, &["push", "-q", "origin", "HEAD:main"])
 }
 
-fn free_port() -> Result<u16> {
+/// A free loopback port.
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// Sends a GitHub-style signed push event.
-fn webhook(api: &str, repo_url: &str) -> Result<()> {
+pub(crate) fn webhook(api: &str, repo_url: &str) -> Result<()> {
     use std::io::{Read, Write};
     let body = format!(r#"{{"ref":"refs/heads/main","repository":{{"clone_url":"{repo_url}"}}}}"#);
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes())?;
@@ -89,7 +92,8 @@ fn webhook(api: &str, repo_url: &str) -> Result<()> {
     Ok(())
 }
 
-struct Agent(Child);
+/// A running agent, killed when dropped.
+pub(crate) struct Agent(pub(crate) Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {

@@ -7,20 +7,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use serde::Serialize;
-use sha2::Sha256;
 
 use crate::cluster::Target;
+use crate::latency::{free_port, git, webhook, Agent, SECRET};
 use crate::workload::{Kind, Workload};
 
-const SECRET: &str = "bench-webhook-secret";
 const SYNC_NAME: &str = "warm";
 
 /// What one warm run measured.
@@ -52,54 +50,6 @@ pub struct Warm {
     pub rss_end_mb: f64,
     /// Peak (VmHWM).
     pub rss_peak_mb: f64,
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .context("run git")?;
-    if !out.status.success() {
-        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn webhook(api: &str, repo_url: &str) -> Result<()> {
-    use std::io::{Read, Write};
-    let body = format!(r#"{{"ref":"refs/heads/main","repository":{{"clone_url":"{repo_url}"}}}}"#);
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes())?;
-    mac.update(body.as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
-    let mut s = std::net::TcpStream::connect(api)?;
-    write!(
-        s,
-        "POST /hooks/git HTTP/1.1\r\nHost: {api}\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256={sig}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    if !answer.starts_with("HTTP/1.1 202") {
-        bail!("the webhook was not accepted: {answer}");
-    }
-    Ok(())
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `VmRSS` and `VmHWM` of a process, MB.
@@ -272,24 +222,8 @@ pub fn run(
             kube::Api::namespaced(client.clone(), o.namespace.as_deref().unwrap_or("default"));
         let t0 = Instant::now();
         webhook(&api, &url)?;
-        loop {
-            let got = rt.block_on(cms.get_opt(&o.name)).ok().flatten();
-            if got
-                .and_then(|c| c.data)
-                .and_then(|d| d.get("LOG_LEVEL").cloned())
-                .as_deref()
-                == Some(value.as_str())
-            {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(120) {
-                bail!(
-                    "commit {k} not live within 2 minutes (see {})",
-                    log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        until_value(rt, &cms, &o.name, &value, Duration::from_secs(120))
+            .with_context(|| format!("commit {k} (see {})", log.display()))?;
         warm.commit_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
         wait_lines(
             &log,
@@ -327,25 +261,8 @@ pub fn run(
         rt.block_on(cms.patch(&o.name, &patch, &Patch::Merge(&edit)))
             .with_context(|| format!("edit {}", o.id()))?;
         let t0 = Instant::now();
-        loop {
-            let got = rt.block_on(cms.get_opt(&o.name)).ok().flatten();
-            if got
-                .and_then(|c| c.data)
-                .and_then(|d| d.get("LOG_LEVEL").cloned())
-                .as_deref()
-                == Some(want.as_str())
-            {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "the edit of {} not set back within 60 s (see {})",
-                    o.id(),
-                    log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        until_value(rt, &cms, &o.name, &want, Duration::from_secs(60))
+            .with_context(|| format!("the edit of {} set back (see {})", o.id(), log.display()))?;
         warm.drift_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -368,6 +285,32 @@ pub fn run(
     drop(agent);
     drop(target);
     Ok(warm)
+}
+
+/// Polls a ConfigMap every 5 ms until its `LOG_LEVEL` is `want`.
+fn until_value(
+    rt: &tokio::runtime::Runtime,
+    cms: &kube::Api<ConfigMap>,
+    name: &str,
+    want: &str,
+    limit: Duration,
+) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let got = rt.block_on(cms.get_opt(name)).ok().flatten();
+        if got
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("LOG_LEVEL").cloned())
+            .as_deref()
+            == Some(want)
+        {
+            return Ok(());
+        }
+        if t0.elapsed() > limit {
+            bail!("{name} is not {want} within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Per `verb resource`, the median count over the commits.

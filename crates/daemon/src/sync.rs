@@ -121,6 +121,32 @@ impl fmt::Display for SyncSummary {
 /// Commits changing more files than this are applied by the full sync alone.
 const CHANGED_FIRST_MAX_FILES: usize = 32;
 
+impl SyncSummary {
+    /// A sync that wrote only what `report` says (of `total` objects) and collected nothing.
+    fn without_collection(
+        revision: String,
+        report: &tether_apply::Report,
+        total: usize,
+        started: Instant,
+    ) -> Self {
+        let (changes, changed_total) = changes_of(report, &PruneReport::default());
+        SyncSummary {
+            revision,
+            created: report.created(),
+            configured: report.configured(),
+            unchanged: total.saturating_sub(report.created() + report.configured()),
+            deleted: 0,
+            skipped: report.skipped(),
+            would_delete: 0,
+            gc_kept: 0,
+            duration: started.elapsed(),
+            collected: Vec::new(),
+            changes,
+            changed_total,
+        }
+    }
+}
+
 fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
@@ -319,29 +345,16 @@ impl Syncer {
             Ok(r) => r,
             Err(e) => return Some(Err(e.into())),
         };
-        let (changes, changed_total) = changes_of(&report, &PruneReport::default());
+        let summary = SyncSummary::without_collection(revision, &report, total, started);
         info!(
             component = "sync",
-            revision = short(&revision),
+            revision = short(&summary.revision),
             unchanged = total,
-            set_back = changed_total,
-            duration_ms = started.elapsed().as_millis() as u64,
+            set_back = summary.changed_total,
+            duration_ms = summary.duration.as_millis() as u64,
             "periodic sync from the watch cache: set back what had drifted"
         );
-        Some(Ok(SyncSummary {
-            revision,
-            created: report.created(),
-            configured: report.configured(),
-            unchanged: total.saturating_sub(report.created() + report.configured()),
-            deleted: 0,
-            skipped: report.skipped(),
-            would_delete: 0,
-            gc_kept: 0,
-            duration: started.elapsed(),
-            collected: Vec::new(),
-            changes,
-            changed_total,
-        }))
+        Some(Ok(summary))
     }
 
     /// A commit that only changes objects in place (the same objects in the same plain YAML files as the
@@ -437,21 +450,7 @@ impl Syncer {
         self.applied = Some((revision.clone(), false));
         debug!(component = "sync", stages = %stages, "time per stage");
         let total = self.engine.live().map_or(0, |l| l.expected_len());
-        let (changes, changed_total) = changes_of(&report, &PruneReport::default());
-        let summary = SyncSummary {
-            revision,
-            created: report.created(),
-            configured: report.configured(),
-            unchanged: total.saturating_sub(report.created() + report.configured()),
-            deleted: 0,
-            skipped: report.skipped(),
-            would_delete: 0,
-            gc_kept: 0,
-            duration: started.elapsed(),
-            collected: Vec::new(),
-            changes,
-            changed_total,
-        };
+        let summary = SyncSummary::without_collection(revision, &report, total, started);
         info!(
             component = "sync",
             created = summary.created,
