@@ -999,7 +999,8 @@ impl Unreachable {
     }
 
     fn note<T>(&self, res: &Result<T, kube::Error>) {
-        if matches!(res, Err(e) if !matches!(e, kube::Error::Api(_))) {
+        // An answer the client could not decode is about that object, not the server being gone.
+        if matches!(res, Err(e) if !matches!(e, kube::Error::Api(_) | kube::Error::SerdeError(_))) {
             self.0.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
