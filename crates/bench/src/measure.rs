@@ -1,5 +1,6 @@
-//! Running one tool as a child process and measuring it: wall time from spawn to exit, and the child's own
-//! CPU time and peak RSS from `wait4(2)` (its rusage, children of the child included once they are reaped).
+//! Running one tool as a child process and measuring it: wall time from spawn to exit, the child's CPU time
+//! from `wait4(2)` (its rusage, children of the child included once they are reaped), and its own peak RSS
+//! sampled from `/proc`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ pub struct Measured {
     pub wall: Duration,
     /// User + system CPU time of the child (and its reaped descendants).
     pub cpu: Duration,
-    /// Peak resident set size of the largest process in the tree, bytes.
+    /// Peak resident set size of the tool's own process (`VmHWM`, sampled every 10 ms; its children, such as
+    /// tether's `git`, are not counted), bytes.
     pub max_rss: u64,
     /// Exit code, or None when killed by a signal.
     pub code: Option<i32>,
@@ -63,23 +65,63 @@ pub fn run(cmd: &mut Command, dir: &Path, label: &str, timeout: Duration) -> Res
         .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
     let pid = libc::pid_t::try_from(child.id()).context("child pid out of range")?;
 
-    // The watchdog kills the child if it outlives `timeout`; it is told when the child has been reaped.
+    // The watchdog samples the child's peak RSS and kills it if it outlives `timeout`; it is told when the
+    // child has exited. `spawn` returns after the exec, so the first sample is already the tool's own memory.
     let (done, wait_done) = mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = wait_done.recv_timeout(timeout) {
-            // SAFETY: plain syscall on a pid we spawned and have not reaped yet (the main thread is blocked in
-            // wait4 on it, so the pid cannot have been reused).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return true;
+        let mut peak = own_peak_rss(pid).unwrap_or(0);
+        let deadline = started + timeout;
+        loop {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(SAMPLE_EVERY);
+            match wait_done.recv_timeout(wait) {
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                    // SAFETY: plain syscall on a pid we spawned and have not reaped yet (the main thread
+                    // reaps it only after this thread has ended, so the pid cannot have been reused).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return (true, peak);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    peak = peak.max(own_peak_rss(pid).unwrap_or(0));
+                }
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return (false, peak),
+            }
         }
-        false
     });
+
+    // Wait for the exit without reaping, so the watchdog never samples or signals a reused pid.
+    loop {
+        // SAFETY: siginfo_t is a plain C struct; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer to a local; `pid` is our child. `Child` is never waited on elsewhere.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                libc::id_t::try_from(pid).unwrap_or(0),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        let _ = done.send(());
+        bail!("waitid({pid}): {err}");
+    }
+    let wall = started.elapsed();
+    let _ = done.send(());
+    let (timed_out, sampled_peak) = watchdog.join().unwrap_or((false, 0));
 
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is a plain C struct; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: valid pointers to locals; `pid` is our child. `Child` is never waited on elsewhere.
+        // SAFETY: valid pointers to locals; `pid` is our exited child, not reaped yet.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if r == pid {
             break;
@@ -88,12 +130,8 @@ pub fn run(cmd: &mut Command, dir: &Path, label: &str, timeout: Duration) -> Res
         if err.kind() == std::io::ErrorKind::Interrupted {
             continue;
         }
-        let _ = done.send(());
         bail!("wait4({pid}): {err}");
     }
-    let wall = started.elapsed();
-    let _ = done.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
     drop(child);
 
     let tv = |t: libc::timeval| {
@@ -104,13 +142,31 @@ pub fn run(cmd: &mut Command, dir: &Path, label: &str, timeout: Duration) -> Res
     Ok(Measured {
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        // Linux reports ru_maxrss in KiB.
-        max_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        // Not `ru_maxrss`: Linux counts in it the memory of the process that spawned the child (the
+        // harness, which holds the whole workload) up to the exec. Only when the child exited before a
+        // sample could be taken is it the one figure there is.
+        max_rss: if sampled_peak > 0 {
+            sampled_peak
+        } else {
+            u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
+        },
         code,
         timed_out,
         stdout,
         stderr,
     })
+}
+
+/// How often the watchdog reads the child's peak RSS.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// The peak RSS of process `pid` itself (`VmHWM` in `/proc/<pid>/status`), bytes; None if it is gone or
+/// has exited.
+fn own_peak_rss(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`; None if it is gone.
@@ -173,6 +229,30 @@ mod tests {
         assert_eq!(m.stdout().trim(), "hi");
         assert!(m.max_rss > 0);
         assert!(m.cpu > Duration::ZERO);
+    }
+
+    #[test]
+    fn peak_rss_is_the_childs_own_not_the_harness() {
+        // The harness holds the whole workload while it measures; wait4's ru_maxrss reported that memory
+        // (356 MB for a 20,000-object run) as the tool's.
+        let held: Vec<u8> = vec![1; 300 << 20];
+        std::hint::black_box(&held);
+        let dir = tempfile::tempdir().unwrap();
+        let m = run(
+            Command::new("sleep").arg("0.3"),
+            dir.path(),
+            "sleep",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        drop(held);
+        assert!(m.success());
+        assert!(m.max_rss > 0);
+        assert!(
+            m.max_rss < 100 << 20,
+            "sleep reported {} MB",
+            m.max_rss >> 20
+        );
     }
 
     #[test]

@@ -74,6 +74,7 @@ enum Command {
 
 const EX_USAGE: u8 = 64;
 
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
