@@ -101,11 +101,11 @@ struct Entry {
     other_manager: Option<Box<str>>,
 }
 
-/// A desired object, compact: the body as JSON bytes, parsed again only when an event needs it.
+/// A desired object, compact: the body as JSON text, parsed again only when an event needs it.
 #[derive(Debug, Clone)]
 struct Expected {
     kind: Arc<Kind>,
-    body: Box<[u8]>,
+    body: Box<serde_json::value::RawValue>,
     source: Provenance,
     checksum: String,
     ignore: Ignore,
@@ -119,7 +119,7 @@ impl Expected {
             .clone();
         Some(Expected {
             kind,
-            body: serde_json::to_vec(&d.body).ok()?.into_boxed_slice(),
+            body: d.body.clone(),
             source: d.source.clone(),
             checksum: d.checksum.clone(),
             ignore: d.ignore,
@@ -130,7 +130,7 @@ impl Expected {
         Some(Desired {
             id: id.clone(),
             kind: (*self.kind).clone(),
-            body: serde_json::from_slice(&self.body).ok()?,
+            body: self.body.clone(),
             source: self.source.clone(),
             checksum: self.checksum.clone(),
             ignore: self.ignore,
@@ -640,10 +640,11 @@ mod tests {
                 name: name.into(),
             },
             kind: kind(),
-            body: json!({"apiVersion": "v1", "kind": "ConfigMap",
+            body: serde_json::value::to_raw_value(&json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": "a",
                     "annotations": {CHECKSUM_ANNOTATION: checksum}},
-                "data": {"v": value}}),
+                "data": {"v": value}}))
+            .unwrap(),
             source: Provenance {
                 file: format!("{name}.yaml"),
                 line: 1,
@@ -655,7 +656,7 @@ mod tests {
 
     /// The object as the server would send it: the manifest plus what the server adds.
     fn live(d: &Desired, value: &str, manager: &str) -> DynamicObject {
-        let mut body = d.body.clone();
+        let mut body = d.body_value().unwrap();
         body["data"]["v"] = value.into();
         body["metadata"]["resourceVersion"] = "7".into();
         body["metadata"]["managedFields"] = json!([

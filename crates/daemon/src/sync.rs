@@ -629,23 +629,31 @@ impl Syncer {
                 .finish_in_place(revision, report, workloads, started, stages)
                 .await;
         }
+        // Each file's objects are prepared as it is rendered: the parsed manifests of the whole tree are
+        // never held at once (at 20,000 objects they were 110 MB of a 196 MB peak).
+        let mut intake = self.engine.intake(&self.opts).await?;
+        // For the API: each workload's id, file, containers and annotations, not its whole manifest.
+        let mut workloads: Vec<tether_automation::Workload> = Vec::new();
+        let default_namespace = &self.opts.default_namespace;
         // The clone is shared with image automation; hold it only while reading the tree.
-        let snapshot = Snapshot::read(
+        Snapshot::read_each(
             &*self.repo.lock().await,
             &revision,
             &self.cfg.paths,
             &self.renderer,
+            &mut |unit| {
+                workloads.extend(tether_automation::workload::workload_summaries(
+                    &unit,
+                    default_namespace,
+                ));
+                for r in unit {
+                    intake.push(r);
+                }
+            },
         )
         .await?;
         stages.mark("checkout_render");
-        // For the API: each workload's id, file, containers and annotations, not its whole manifest.
-        let workloads: Vec<tether_automation::Workload> =
-            tether_automation::workload::workload_summaries(
-                &snapshot.resources,
-                &self.opts.default_namespace,
-            );
-        stages.mark("workloads");
-        let planned = self.engine.plan(snapshot.resources, &self.opts).await?;
+        let planned = self.engine.plan_intake(intake).await?;
         if let Some(live) = self.engine.live() {
             // Watch events from here on are judged against this commit.
             live.expect(planned.desired());

@@ -17,6 +17,6 @@ pub use compare::{is_subset, strip_volatile};
 pub use kinds::{kinds_from_crds, rank, Kind};
 pub use prepare::{
     checksum_of, decide, owner_mark, prepare, Action, Cause, Desired, Entry, NamespaceFilter,
-    PlanError, Prepared, Skipped, CHECKSUM_ANNOTATION, OWNER_ANNOTATION, SYNC_LABEL,
+    PlanError, Prepared, Preparer, Skipped, CHECKSUM_ANNOTATION, OWNER_ANNOTATION, SYNC_LABEL,
 };
 pub use stage::{stages, wave_of, waves, Stages};

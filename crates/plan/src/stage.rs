@@ -108,7 +108,7 @@ mod tests {
             desired: Desired {
                 id: r.id,
                 kind: r.kind,
-                body: json!({}),
+                body: serde_json::value::to_raw_value(&json!({})).unwrap(),
                 source: Provenance {
                     file: "f.yaml".into(),
                     line: 1,

@@ -173,8 +173,28 @@ impl Renderer {
 
     /// Renders the objects under `paths` (relative to `root`; empty = the whole repository).
     pub fn render(&self, root: &Path, paths: &[String]) -> Result<Vec<Resource>, Error> {
+        let mut resources = Vec::new();
+        self.render_each(root, paths, &mut |unit| resources.extend(unit))?;
+        Ok(resources)
+    }
+
+    /// [`Renderer::render`], handing over the objects of each file, kustomization or generator as soon as
+    /// it is rendered (in the order `render` returns them), so a caller that reduces them need not hold a
+    /// whole repository's parsed manifests. On `Err`, discard what was handed over: the tree does not render.
+    pub fn render_each(
+        &self,
+        root: &Path,
+        paths: &[String],
+        emit: &mut dyn FnMut(Vec<Resource>),
+    ) -> Result<(), Error> {
         let mut notes = Notes::default();
-        let out = render_with(root, paths, self, &mut notes);
+        let out = render_with(root, paths, self, &mut notes, emit);
+        self.report(notes);
+        out
+    }
+
+    /// Logs what a render left out, each document once per renderer.
+    fn report(&self, notes: Notes) {
         if let Ok(mut reported) = self.reported.lock() {
             for at in notes.skipped {
                 if reported.insert(at.clone()) {
@@ -190,7 +210,6 @@ impl Renderer {
                 }
             }
         }
-        out
     }
 }
 
@@ -342,7 +361,8 @@ fn render_with(
     paths: &[String],
     renderer: &Renderer,
     notes: &mut Notes,
-) -> Result<Vec<Resource>, Error> {
+    emit: &mut dyn FnMut(Vec<Resource>),
+) -> Result<(), Error> {
     let kustomize = &renderer.kustomize;
     let checkout =
         Checkout::new(root, renderer.max_file_bytes).map_err(|reason| Error::BadPath {
@@ -378,12 +398,18 @@ fn render_with(
     units.sort();
     units.dedup();
 
-    let mut resources = Vec::new();
+    let mut duplicates = Duplicates::default();
+    let mut hand_over = |unit: Vec<Resource>, errors: &mut Vec<FileError>| {
+        duplicates.check(&unit, errors);
+        emit(unit);
+    };
     for unit in &units {
         match unit {
             Unit::File(rel) => match checkout.read(rel) {
                 Ok(text) => {
-                    yaml::parse_file(rel, &text, &mut resources, &mut errors, &mut notes.skipped)
+                    let mut resources = Vec::new();
+                    yaml::parse_file(rel, &text, &mut resources, &mut errors, &mut notes.skipped);
+                    hand_over(resources, &mut errors);
                 }
                 Err(message) => errors.push(FileError {
                     at: Provenance {
@@ -394,7 +420,7 @@ fn render_with(
                 }),
             },
             Unit::Kustomization(rel) => match kustomize.build(&checkout, rel) {
-                Ok(built) => resources.extend(built),
+                Ok(built) => hand_over(built, &mut errors),
                 Err(e) => errors.extend(e),
             },
         }
@@ -402,13 +428,12 @@ fn render_with(
     let generation = renderer.generation.clone().unwrap_or_default();
     for config in &generated {
         match config.generate_in(&checkout, &generation) {
-            Ok(built) => resources.extend(built),
+            Ok(built) => hand_over(built, &mut errors),
             Err(e) => errors.extend(e),
         }
     }
-    check_duplicates(&resources, &mut errors);
     if errors.is_empty() {
-        Ok(resources)
+        Ok(())
     } else {
         errors.sort_by(|a, b| a.at.cmp(&b.at));
         Err(Error::Files(errors))
@@ -526,24 +551,34 @@ fn relative(root: &Path, p: &Path) -> Option<String> {
 
 /// Two documents that define the same object (as written: apiVersion group, kind, namespace, name).
 fn check_duplicates(resources: &[Resource], errors: &mut Vec<FileError>) {
-    let mut seen: BTreeMap<(String, String, Option<String>, String), &Provenance> = BTreeMap::new();
-    for r in resources {
-        let key = (
-            tether_core::id::group_of(r.api_version()).to_owned(),
-            r.kind().to_owned(),
-            r.namespace().map(str::to_owned),
-            r.name().to_owned(),
-        );
-        if let Some(first) = seen.get(&key) {
-            let id = tether_core::ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name());
-            errors.push(FileError {
-                at: r.source.clone(),
-                message: format!(
-                    "duplicate object {id}: also defined at {first}; remove one of them"
-                ),
-            });
-        } else {
-            seen.insert(key, &r.source);
+    Duplicates::default().check(resources, errors);
+}
+
+/// The objects seen so far in a render, by group, kind, namespace and name, to report any defined twice.
+#[derive(Default)]
+struct Duplicates(BTreeMap<(String, String, Option<String>, String), Provenance>);
+
+impl Duplicates {
+    fn check(&mut self, resources: &[Resource], errors: &mut Vec<FileError>) {
+        for r in resources {
+            let key = (
+                tether_core::id::group_of(r.api_version()).to_owned(),
+                r.kind().to_owned(),
+                r.namespace().map(str::to_owned),
+                r.name().to_owned(),
+            );
+            if let Some(first) = self.0.get(&key) {
+                let id =
+                    tether_core::ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name());
+                errors.push(FileError {
+                    at: r.source.clone(),
+                    message: format!(
+                        "duplicate object {id}: also defined at {first}; remove one of them"
+                    ),
+                });
+            } else {
+                self.0.insert(key, r.source.clone());
+            }
         }
     }
 }

@@ -35,20 +35,37 @@ impl Snapshot {
         paths: &[String],
         renderer: &Renderer,
     ) -> Result<Snapshot, SnapshotError> {
+        let mut resources = Vec::new();
+        Self::read_each(repo, revision, paths, renderer, &mut |unit| {
+            resources.extend(unit)
+        })
+        .await?;
+        Ok(Snapshot {
+            revision: revision.to_owned(),
+            resources,
+        })
+    }
+
+    /// [`Snapshot::read`], handing over each render unit's objects as they are rendered
+    /// ([`Renderer::render_each`]).
+    pub async fn read_each(
+        repo: &Repo,
+        revision: &str,
+        paths: &[String],
+        renderer: &Renderer,
+        emit: &mut (dyn FnMut(Vec<Resource>) + Send),
+    ) -> Result<(), SnapshotError> {
         let tree = repo.checkout(revision).await?;
         // Rendering reads files and may run kustomize or generators for a while: off the async workers, so
         // probes, metrics and the other loop keep being served meanwhile.
-        let render = || renderer.render(tree, paths);
-        let resources = match tokio::runtime::Handle::try_current() {
+        let mut render = || renderer.render_each(tree, paths, emit);
+        match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(render)
             }
             _ => render(),
         }?;
-        Ok(Snapshot {
-            revision: revision.to_owned(),
-            resources,
-        })
+        Ok(())
     }
 
     /// Fetches the branch and reads its head.

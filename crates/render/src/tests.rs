@@ -271,3 +271,31 @@ fn hostile_documents_fail_with_a_message_not_a_crash() {
     }
     assert!(err.contains("not UTF-8"), "{}", &err[..err.len().min(2000)]);
 }
+
+#[test]
+fn render_each_hands_over_each_file_in_render_order() {
+    let t = tree(&[
+        ("b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"),
+        ("a.yaml", CM),
+    ]);
+    let mut units = Vec::new();
+    Renderer::default()
+        .render_each(t.path(), &[], &mut |unit| {
+            units.push(unit.iter().map(|r| r.name().to_owned()).collect::<Vec<_>>())
+        })
+        .unwrap();
+    assert_eq!(units, [vec!["a"], vec!["b", "c"]]);
+}
+
+#[test]
+fn render_each_reports_an_object_defined_in_two_files() {
+    let t = tree(&[("a.yaml", CM), ("b.yaml", CM)]);
+    let err = Renderer::default()
+        .render_each(t.path(), &[], &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("b.yaml:1") && err.contains("also defined at a.yaml:1"),
+        "{err}"
+    );
+}

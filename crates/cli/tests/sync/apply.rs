@@ -88,6 +88,31 @@ fn syncs_a_whole_app_then_resyncs_without_a_single_write_and_reverts_drift() {
 }
 
 #[test]
+fn a_custom_resource_in_a_file_read_before_its_crds_is_applied() {
+    // Each file is planned as it is rendered, so the Widget arrives before the CRD that defines it.
+    let w = World::new("sync-cr-first");
+    let n = &w.n;
+    let files: Vec<(String, String)> = app(n)
+        .into_iter()
+        .map(|(path, text)| match path.as_str() {
+            "app/widget.yaml" => ("app/a-widget.yaml".to_owned(), text),
+            _ => (path, text),
+        })
+        .collect();
+    assert!(files.iter().any(|(p, _)| p == "app/a-widget.yaml"));
+    write(&w.repo, &files);
+    w.repo.commit("a widget before its CRD");
+    let summary = w.once_file(&[]).ok();
+    assert!(
+        summary.contains("created=6 configured=0 unchanged=0"),
+        "{summary}"
+    );
+    assert!(w
+        .get(&["-n", n, &format!("widgets.{n}.example.com/gizmo")])
+        .is_some());
+}
+
+#[test]
 fn a_commit_with_one_invalid_object_applies_nothing_and_keeps_the_marker() {
     let w = World::new("sync-invalid");
     let n = &w.n;

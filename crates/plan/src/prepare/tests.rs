@@ -49,10 +49,15 @@ fn defaults_the_namespace_and_orders_namespaces_first() {
     .unwrap();
     let ids: Vec<String> = p.desired.iter().map(|d| d.id.to_string()).collect();
     assert_eq!(ids, ["<cluster>:namespace/demo", "fallback:configmap/a"]);
-    assert_eq!(p.desired[1].body["metadata"]["namespace"], "fallback");
-    assert!(p.desired[0].body["metadata"].get("namespace").is_none());
     assert_eq!(
-        p.desired[1].body["metadata"]["labels"][SYNC_LABEL],
+        p.desired[1].body_value().unwrap()["metadata"]["namespace"],
+        "fallback"
+    );
+    assert!(p.desired[0].body_value().unwrap()["metadata"]
+        .get("namespace")
+        .is_none());
+    assert_eq!(
+        p.desired[1].body_value().unwrap()["metadata"]["labels"][SYNC_LABEL],
         "tether"
     );
 }
@@ -170,14 +175,14 @@ fn decisions_follow_live_state() {
     let d = desired_cm();
     assert_eq!(decide(&d, None), Action::Create);
 
-    let mut live = d.body.clone();
+    let mut live = d.body_value().unwrap();
     live["metadata"]["resourceVersion"] = "7".into();
     assert_eq!(decide(&d, Some(&live)), Action::Unchanged);
 
     live["data"]["k"] = "edited by hand".into();
     assert_eq!(decide(&d, Some(&live)), Action::Verify);
 
-    let mut old = d.body.clone();
+    let mut old = d.body_value().unwrap();
     old["metadata"]["annotations"][CHECKSUM_ANNOTATION] = "older".into();
     assert_eq!(decide(&d, Some(&old)), Action::Update);
 
@@ -294,7 +299,7 @@ fn a_secret_written_with_string_data_is_unchanged_once_the_server_stored_it_as_d
     .desired
     .remove(0);
     // What the server keeps: stringData folded into data, base64-encoded.
-    let mut live = d.body.clone();
+    let mut live = d.body_value().unwrap();
     live.as_object_mut().unwrap().remove("stringData");
     live["data"]["password"] = "aHVudGVyMg==".into();
     assert_eq!(decide(&d, Some(&live)), Action::Unchanged);
@@ -322,4 +327,48 @@ fn checksums_ignore_key_order_and_match_those_taken_of_sorted_maps() {
         serde_json::from_str(r#"{"apiVersion":"v1","data":{"a":"1","b":"3"},"kind":"ConfigMap"}"#)
             .unwrap();
     assert_ne!(checksum_of(&a), checksum_of(&c));
+}
+
+#[test]
+fn a_preparer_gives_back_unknown_kinds_and_finds_duplicates_across_pushes() {
+    let filter = NamespaceFilter::default();
+    let mut p = Preparer::new("default", &filter, "tether");
+    let widget = res(
+        "a-widget.yaml",
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+    );
+    let back = p
+        .push(widget, resolve)
+        .expect("an unknown kind is given back");
+    assert!(p.push(res("b.yaml", cm("a", None)), resolve).is_none());
+    assert!(p.push(res("c.yaml", cm("a", None)), resolve).is_none());
+    // The CRD that defines it came later: pushed again with a resolver that knows it.
+    let knows_widgets = |g: &str, v: &str, k: &str| {
+        resolve(g, v, k).or_else(|| {
+            (k == "Widget").then(|| Kind {
+                group: g.into(),
+                version: v.into(),
+                kind: k.into(),
+                plural: "widgets".into(),
+                namespaced: true,
+            })
+        })
+    };
+    assert!(p.push(back, knows_widgets).is_none());
+    let errors = p.finish().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].at.file, "c.yaml");
+    assert!(errors[0].message.contains("also at b.yaml:1"), "{errors:?}");
+}
+
+#[test]
+fn a_prepared_body_is_compact_json_with_tethers_marks() {
+    let d = desired_cm();
+    assert!(!d.body.get().contains(char::is_whitespace), "{}", d.body);
+    let body = d.body_value().unwrap();
+    assert_eq!(body["metadata"]["labels"][SYNC_LABEL], "tether");
+    assert_eq!(
+        body["metadata"]["annotations"][CHECKSUM_ANNOTATION],
+        d.checksum.as_str()
+    );
 }
