@@ -20,4 +20,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
+# Fault tests record what they survived here (crates/cli/tests/sync/support.rs, World::survived).
+tally=${CARGO_TARGET_DIR:-target}/tmp/fault-tally
+rm -rf "$tally"
 cargo test --workspace --locked -- --test-threads "${TETHER_TEST_THREADS:-4}"
+echo "== fault tally (quoted in docs/reliability.md)" >&2
+cat "$tally"/*.tsv | sort | awk -F'\t' '
+    { cases++; faults += $2; objects += $3; lost += $4; orphaned += $5
+      printf "  %s: %d fault(s); %d objects in Git, %d lost, %d orphaned\n", $1, $2, $3, $4, $5 }
+    END { printf "%d fault cases survived, %d faults injected, %d objects checked against Git: %d lost, %d orphaned\n",
+          cases, faults, objects, lost, orphaned }' >&2

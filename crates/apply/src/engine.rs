@@ -578,7 +578,6 @@ impl Engine {
         Ok(which.len())
     }
 
-    /// Resolves kinds (refreshing discovery once if something is unknown) and prepares the bodies.
     /// Reads the live state of every desired object, in as few requests as possible:
     /// 1. objects this sync applied before carry its label: one label-selected LIST per kind (per allowed
     ///    namespace with `--k8s-allow-namespace`), so an unchanged repository costs a handful of requests

@@ -336,6 +336,7 @@ fn objects_a_failed_sync_wrote_are_collected_once_they_leave_git() {
         "an object a failed sync wrote was orphaned: {summary}"
     );
     assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    w.survived("a write refused by etcd after every dry-run passed", 1);
     w.kubectl(&[
         "delete",
         "crd",
@@ -369,6 +370,7 @@ fn a_lost_inventory_does_not_orphan_anything() {
         w.get(&["-n", "default", &inventory]).is_some(),
         "no new inventory"
     );
+    w.survived("the inventory ConfigMap deleted by hand", 1);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
@@ -468,6 +470,7 @@ fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
             .count(),
         0
     );
+    w.survived("kill -9 after the first of 400 writes", 1);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
@@ -531,6 +534,7 @@ fn a_sync_killed_while_collecting_finishes_the_job_at_the_next_one() {
         "{summary}"
     );
     assert!(w.once_file(&[GC]).ok().contains("deleted=0"));
+    w.survived("kill -9 while collecting 250 of 300 objects", 1);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
@@ -573,6 +577,7 @@ fn an_inventory_edited_by_hand_stops_collection_with_its_fix_and_deletes_nothing
     assert!(summary.contains("deleted=1"), "{summary}");
     assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
     assert!(w.get(&["-n", &n, "configmap/a"]).is_some());
+    w.survived("the inventory ConfigMap edited by hand into garbage", 1);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
@@ -636,5 +641,9 @@ fn two_replicas_without_leader_election_on_different_revisions_orphan_nothing() 
     let mut names: Vec<&str> = labelled.split_whitespace().collect();
     names.sort_unstable();
     assert_eq!(names, ["a", "new-only"], "orphaned or lost: {labelled}");
+    w.survived(
+        "two replicas on different revisions, three times at once",
+        3,
+    );
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }

@@ -209,6 +209,7 @@ fn a_remote_that_vanishes_fails_the_sync_and_a_rewritten_history_is_followed() {
         Some(w.repo.head()),
         "the marker does not point at the rewritten head"
     );
+    w.survived("the git remote gone, then its history rewritten", 2);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
@@ -288,5 +289,6 @@ fn a_corrupted_remote_fails_the_sync_without_collecting_and_recovers_once_repair
     let summary = w.once_file(&[gc]).ok();
     assert!(summary.contains("deleted=1"), "{summary}");
     assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
+    w.survived("the git remote corrupted", 1);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }

@@ -97,6 +97,136 @@ impl World {
     }
 }
 
+/// Where fault tests record what they survived; `scripts/test.sh` clears it first and tallies it at the end
+/// (docs/reliability.md quotes the tally of the last full run).
+pub const FAULT_TALLY: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/fault-tally");
+
+/// How the cluster compares with the repository's head for one sync name.
+#[derive(Debug, Default)]
+pub struct Convergence {
+    /// Objects Git declares that are not live (lost, or deleted wrongfully).
+    pub lost: Vec<String>,
+    /// Live objects carrying the sync's label that Git no longer declares (orphaned).
+    pub orphaned: Vec<String>,
+    /// Objects Git declares.
+    pub declared: usize,
+}
+
+/// Every kind the test server can list, as `kubectl get` takes them (Events left out: never labelled).
+fn listable_kinds(cluster: &Cluster) -> &'static str {
+    static KINDS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KINDS.get_or_init(|| {
+        let names = tether_testenv::run(cluster.kubectl().args([
+            "api-resources",
+            "--verbs=list,delete",
+            "-o",
+            "name",
+        ]));
+        names
+            .lines()
+            .filter(|k| !k.is_empty() && !k.starts_with("events"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// `group/kind/namespace/name` of an object as written (no namespace: `-`).
+fn key(object: &serde_json::Value) -> (String, Option<String>) {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let ns = object["metadata"]["namespace"]
+        .as_str()
+        .filter(|s| !s.is_empty());
+    (format!("{group}/{kind}/{name}"), ns.map(str::to_owned))
+}
+
+impl World {
+    /// Compares what sync `sync` owns in the cluster (by label, every listable kind) with what the head of
+    /// the test's repository declares (rendered by tether's own renderer). Objects being deleted count as
+    /// gone.
+    pub fn convergence(&self, sync: &str) -> Convergence {
+        let declared: Vec<(String, Option<String>)> = tether_render::render(&self.repo.work, &[])
+            .expect("the head renders")
+            .iter()
+            .map(|r| key(&r.object))
+            .collect();
+        let out = self
+            .cluster
+            .kubectl()
+            .args([
+                "get",
+                listable_kinds(self.cluster),
+                "-A",
+                "-o",
+                "json",
+                "-l",
+            ])
+            .arg(format!("tether.dev/sync={sync}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl get: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let live: Vec<(String, Option<String>)> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+            .map(key)
+            .collect();
+        // A manifest without a namespace matches its object in whichever namespace it was defaulted to.
+        let matches = |(dk, dns): &(String, Option<String>),
+                       (lk, lns): &(String, Option<String>)| {
+            dk == lk && (dns.is_none() || dns == lns)
+        };
+        let show =
+            |(k, ns): &(String, Option<String>)| format!("{k} in {}", ns.as_deref().unwrap_or("-"));
+        Convergence {
+            lost: declared
+                .iter()
+                .filter(|d| !live.iter().any(|l| matches(d, l)))
+                .map(show)
+                .collect(),
+            orphaned: live
+                .iter()
+                .filter(|l| !declared.iter().any(|d| matches(d, l)))
+                .map(show)
+                .collect(),
+            declared: declared.len(),
+        }
+    }
+
+    /// Asserts that, after `faults` injected faults, this test's sync owns exactly what Git declares, and
+    /// records the case for the tally ([`FAULT_TALLY`]).
+    pub fn survived(&self, case: &str, faults: usize) {
+        self.survived_as(&self.n.clone(), case, faults);
+    }
+
+    /// [`World::survived`] for sync name `sync`.
+    pub fn survived_as(&self, sync: &str, case: &str, faults: usize) {
+        let c = self.convergence(sync);
+        assert!(
+            c.lost.is_empty() && c.orphaned.is_empty(),
+            "{case}: lost {:?}, orphaned {:?}",
+            c.lost,
+            c.orphaned
+        );
+        std::fs::create_dir_all(FAULT_TALLY).unwrap();
+        let line = format!(
+            "{case}\t{faults}\t{}\t{}\t{}\n",
+            c.declared,
+            c.lost.len(),
+            c.orphaned.len()
+        );
+        std::fs::write(format!("{FAULT_TALLY}/{}.tsv", self.n), line).unwrap();
+    }
+}
+
 /// A running daemon, stopped on drop.
 pub struct Daemon {
     child: Child,

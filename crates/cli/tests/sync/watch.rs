@@ -223,6 +223,10 @@ fn a_watch_dropped_by_an_api_server_restart_resumes_and_misses_nothing() {
     );
     edit(&w, 2, "after");
     wait_value(&w, 2, "1", "an edit after the restart set back", &d);
+    w.survived(
+        "the agent's API server restarted, edits while down and after",
+        3,
+    );
     drop(api);
 }
 
