@@ -79,3 +79,125 @@ fn a_namespace_scoped_identity_syncs_and_collects_within_its_namespace() {
     assert!(w.get(&["-n", &n, "configmap/b"]).is_none());
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
+
+/// Requests the API server refused with 429 at priority level `level` so far.
+fn rejected_at(w: &World, level: &str) -> u64 {
+    let metrics = w.kubectl(&["get", "--raw", "/metrics"]);
+    let label = format!("priority_level=\"{level}\"");
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_flowcontrol_rejected_requests_total{") && l.contains(&label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
+    // API Priority and Fairness gives this test's writes (tether-user patching Secrets in its namespace) a
+    // priority level of a few seats that rejects the rest: 12 dry-runs at once meet 429s. kube's client
+    // sends a refused request again after the server's Retry-After (its default retry policy, up to 15
+    // times); this holds tether to a sync that completes rather than one that fails after its dry-runs.
+    let w = World::new("apf");
+    let n = w.n.clone();
+    let Some(user_kubeconfig) = w.cluster.user_kubeconfig.clone() else {
+        panic!("this test needs an unprivileged identity: set TETHER_TEST_USER_KUBECONFIG")
+    };
+    w.kubectl(&["create", "namespace", &n]);
+    w.kubectl(&[
+        "-n",
+        &n,
+        "create",
+        "role",
+        "tether",
+        "--verb=get,list,create,update,patch,delete",
+        "--resource=configmaps,secrets",
+    ]);
+    w.kubectl(&[
+        "-n",
+        &n,
+        "create",
+        "rolebinding",
+        "tether",
+        "--role=tether",
+        "--user=tether-user",
+    ]);
+    let apf = format!(
+        r#"apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {{name: {n}}}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {{type: Reject}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {{name: {n}}}
+spec:
+  matchingPrecedence: 500
+  priorityLevelConfiguration: {{name: {n}}}
+  distinguisherMethod: {{type: ByUser}}
+  rules:
+  - subjects:
+    - kind: User
+      user: {{name: tether-user}}
+    resourceRules:
+    - verbs: ["patch"]
+      apiGroups: [""]
+      resources: ["secrets"]
+      namespaces: ["{n}"]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apf.yaml");
+    std::fs::write(&file, apf).unwrap();
+    w.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    // The API server picks up flow-control objects from its informers.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    let files: Vec<(String, String)> = (0..12)
+        .map(|i| {
+            (
+                format!("s{i:02}.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: v{i}\n"
+                ),
+            )
+        })
+        .collect();
+    crate::support::write(&w.repo, &files);
+    w.repo.commit("12 secrets");
+    let before = rejected_at(&w, &n);
+    let url = w.repo.file_url();
+    let run = Run(w
+        .command(&[
+            "daemon",
+            "--once",
+            "--git-url",
+            &url,
+            "--k8s-allow-namespace",
+            &n,
+            "--namespace",
+            &n,
+            "--apply-concurrency",
+            "32",
+        ])
+        .env("KUBECONFIG", &user_kubeconfig)
+        .output()
+        .unwrap());
+    let rejected = rejected_at(&w, &n) - before;
+
+    let summary = run.ok();
+    assert!(summary.contains("created=12"), "{summary}");
+    assert!(
+        rejected > 0,
+        "the API server never throttled the writes, so nothing was tested"
+    );
+    w.kubectl(&["delete", "-f", file.to_str().unwrap(), "--wait=false"]);
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
