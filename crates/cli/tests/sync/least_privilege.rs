@@ -96,7 +96,7 @@ fn rejected_at(w: &World, level: &str) -> u64 {
 #[test]
 fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
     // API Priority and Fairness gives this test's writes (tether-user patching Secrets in its namespace) a
-    // priority level of a few seats that rejects the rest: 12 dry-runs at once meet 429s. kube's client
+    // priority level of a few seats that rejects the rest: 8 dry-runs at once meet 429s. kube's client
     // sends a refused request again after the server's Retry-After (its default retry policy, up to 15
     // times); this holds tether to a sync that completes rather than one that fails after its dry-runs.
     let w = World::new("apf");
@@ -157,10 +157,33 @@ spec:
     let file = dir.path().join("apf.yaml");
     std::fs::write(&file, apf).unwrap();
     w.kubectl(&["apply", "-f", file.to_str().unwrap()]);
-    // The API server picks up flow-control objects from its informers.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The API server picks up flow-control objects from its informers: wait until it reports the level's
+    // seats, so the sync meets the limit.
+    let label = format!("priority_level=\"{n}\"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let seats = loop {
+        let metrics = w.kubectl(&["get", "--raw", "/metrics"]);
+        let seats = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("apiserver_flowcontrol_nominal_limit_seats{") && l.contains(&label)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if let Some(seats) = seats {
+            break seats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API server never took up the priority level"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        seats < 6.0,
+        "{seats} seats: too many to throttle 8 writes at once"
+    );
 
-    let files: Vec<(String, String)> = (0..12)
+    let files: Vec<(String, String)> = (0..8)
         .map(|i| {
             (
                 format!("s{i:02}.yaml"),
@@ -171,7 +194,7 @@ spec:
         })
         .collect();
     crate::support::write(&w.repo, &files);
-    w.repo.commit("12 secrets");
+    w.repo.commit("8 secrets");
     let before = rejected_at(&w, &n);
     let url = w.repo.file_url();
     let run = Run(w
@@ -193,7 +216,7 @@ spec:
     let rejected = rejected_at(&w, &n) - before;
 
     let summary = run.ok();
-    assert!(summary.contains("created=12"), "{summary}");
+    assert!(summary.contains("created=8"), "{summary}");
     assert!(
         rejected > 0,
         "the API server never throttled the writes, so nothing was tested"
