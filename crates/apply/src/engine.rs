@@ -551,19 +551,15 @@ impl Engine {
             if !server.contains(&d.kind) || d.id.namespace.is_none() {
                 continue;
             }
-            let Ok(mut body) = d.body_value() else {
-                continue;
-            };
-            if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert(
-                    "namespace".into(),
-                    Value::String(opts.default_namespace.clone()),
-                );
-            }
-            if d.set_body(&body).is_err() {
-                continue;
-            }
-            d.id.namespace = Some(opts.default_namespace.clone());
+            // Never skipped quietly: an object left out here would be reported as checked.
+            d.set_namespace(&opts.default_namespace).map_err(|e| {
+                Error::Invalid(vec![PlanError {
+                    at: d.source.clone(),
+                    id: Some(d.id.clone()),
+                    message: format!("cannot be encoded as JSON: {e}"),
+                    cause: tether_plan::Cause::Manifest,
+                }])
+            })?;
             which.push(i);
         }
         let mut outcomes = HashMap::new();

@@ -60,12 +60,15 @@ impl Desired {
         serde_json::from_str(self.body.get())
     }
 
-    /// Replaces the body.
+    /// Moves the object to namespace `ns`: its id and its body together, or neither.
     ///
     /// # Errors
-    /// `body` cannot be encoded as JSON.
-    pub fn set_body(&mut self, body: &Value) -> Result<(), serde_json::Error> {
-        self.body = to_raw_value(body)?;
+    /// Only if the body was not JSON, which [`Preparer`] never makes.
+    pub fn set_namespace(&mut self, ns: &str) -> Result<(), serde_json::Error> {
+        let mut body = self.body_value()?;
+        set_namespace(&mut body, Some(ns));
+        self.body = to_raw_value(&body)?;
+        self.id.namespace = Some(ns.to_owned());
         Ok(())
     }
 }
