@@ -31,6 +31,28 @@ fn namespace_for_tether_user(w: &World, resources: &str) -> std::path::PathBuf {
     user_kubeconfig
 }
 
+/// `tether daemon --once` as `tether-user`, confined to the test's namespace, plus `extra`.
+fn once_as_tether_user(w: &World, kubeconfig: &std::path::Path, extra: &[&str]) -> Run {
+    let url = w.repo.file_url();
+    let n = &w.n;
+    let mut args = vec![
+        "daemon",
+        "--once",
+        "--git-url",
+        &url,
+        "--k8s-allow-namespace",
+        n,
+        "--namespace",
+        n,
+    ];
+    args.extend_from_slice(extra);
+    Run(w
+        .command(&args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap())
+}
+
 #[test]
 fn a_namespace_scoped_identity_syncs_and_collects_within_its_namespace() {
     let w = World::new("lp");
@@ -47,25 +69,10 @@ fn a_namespace_scoped_identity_syncs_and_collects_within_its_namespace() {
         ("elsewhere.yaml", &cm(&format!("{n}-x"), "kube-system")),
     ]);
     w.repo.commit("first");
-    let url = w.repo.file_url();
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "daemon",
-            "--once",
-            "--git-url",
-            &url,
-            "--k8s-allow-namespace",
-            &n,
-            "--namespace",
-            &n,
-            "--sync-garbage-collection",
-        ];
+        let mut args = vec!["--sync-garbage-collection"];
         args.extend_from_slice(extra);
-        Run(w
-            .command(&args)
-            .env("KUBECONFIG", &user_kubeconfig)
-            .output()
-            .unwrap())
+        once_as_tether_user(&w, &user_kubeconfig, &args)
     };
     let first = run(&[]);
     let summary = first.ok();
@@ -173,7 +180,6 @@ spec:
 
     // Whether requests overlap at the server depends on how fast the client opens its connections, so a
     // commit that happened not to be throttled is followed by another, up to three.
-    let url = w.repo.file_url();
     let mut throttled = false;
     for attempt in 0..3 {
         let files: Vec<(String, String)> = (0..8)
@@ -189,22 +195,7 @@ spec:
         crate::support::write(&w.repo, &files);
         w.repo.commit(&format!("8 secrets, attempt {attempt}"));
         let before = rejected_at(&w, &n);
-        let run = Run(w
-            .command(&[
-                "daemon",
-                "--once",
-                "--git-url",
-                &url,
-                "--k8s-allow-namespace",
-                &n,
-                "--namespace",
-                &n,
-                "--apply-concurrency",
-                "32",
-            ])
-            .env("KUBECONFIG", &user_kubeconfig)
-            .output()
-            .unwrap());
+        let run = once_as_tether_user(&w, &user_kubeconfig, &["--apply-concurrency", "32"]);
         let rejected = rejected_at(&w, &n) - before;
         let summary = run.ok();
         let applied = if attempt == 0 {
