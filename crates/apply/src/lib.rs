@@ -13,7 +13,7 @@ pub mod live;
 mod prune;
 
 pub use discovery::Kinds;
-pub use engine::{Engine, Intake, Outcome, Planned, Report, SyncOptions};
+pub use engine::{Decided, Engine, Intake, Outcome, Planned, Report, SyncOptions};
 pub use error::{Error, ObjectFailure};
 pub use live::LiveCache;
 pub use prune::PruneReport;

@@ -244,7 +244,7 @@ impl Engine {
             })
             .collect();
         let mut out: Vec<String> = self
-            .list_groups(groups, None, &|_, v| Some(v))
+            .list_groups(groups, None, &|id, v| Some((id, v)))
             .await?
             .into_iter()
             .filter(|(id, v)| {

@@ -658,20 +658,26 @@ impl Syncer {
             // Watch events from here on are judged against this commit.
             live.expect(planned.desired());
         }
+        // The live objects are read before the inventory is: a no-op resync then never holds both.
+        let decided = self.engine.decide(planned, &self.opts).await?;
         let client = self.engine.client();
         let previous = self.inventory.load(client).await?;
-        let mut state = previous.clone().unwrap_or_default();
+        // What this name may have applied, when more than the inventory's objects: the inventory is missing,
+        // or a sync that died left pending entries in it (None: exactly its objects).
+        let suspect = match &previous {
+            None => Some(Vec::new()),
+            Some(p) if !p.pending.is_empty() => Some(p.all()),
+            Some(_) => None,
+        };
+        let mut state = previous.unwrap_or_default();
         // Intent first: if this sync dies after its first write, the next one still knows what it wrote.
-        let intent = planned.refs();
         self.inventory
-            .mark_pending(client, &mut state, &intent)
+            .mark_pending(client, &mut state, decided.objects())
             .await?;
         stages.mark("plan");
-        let report = self.engine.apply(planned, &self.opts).await?;
+        let report = self.engine.write(decided, &self.opts).await?;
         stages.mark("apply");
-        let gc = self
-            .collect_garbage(&report, previous, state, &intent)
-            .await?;
+        let gc = self.collect_garbage(&report, suspect, state).await?;
         stages.mark("gc");
         let (changes, changed_total) = changes_of(&report, &gc);
         self.marker
@@ -725,13 +731,17 @@ impl Syncer {
     async fn collect_garbage(
         &self,
         report: &tether_apply::Report,
-        previous: Option<tether_record::Stored>,
+        suspect: Option<Vec<ObjectRef>>,
         mut state: tether_record::Stored,
-        intent: &[ObjectRef],
     ) -> Result<PruneReport, SyncError> {
-        let suspect = previous.as_ref().is_none_or(|p| !p.pending.is_empty());
-        let mut prev = previous.map(|p| p.all()).unwrap_or_default();
-        if self.cfg.gc != gc::Mode::Off && suspect {
+        if suspect.is_none() && gc::inventory_unchanged(&state.objects, &report.applied) {
+            // The usual resync: the inventory is exact and lists what was applied, nothing else.
+            return Ok(PruneReport::default());
+        }
+        let suspect_too = suspect.is_some();
+        // Not suspect: the inventory's objects, which marking this sync's intent pending left as they were.
+        let mut prev = suspect.unwrap_or_else(|| state.objects.clone());
+        if self.cfg.gc != gc::Mode::Off && suspect_too {
             let known: BTreeSet<ObjectId> = prev.iter().map(|r| r.id.clone()).collect();
             let found = self
                 .engine
@@ -748,8 +758,9 @@ impl Syncer {
             }
             prev.extend(strays);
         }
-        let accounted: BTreeSet<ObjectId> =
-            prev.iter().chain(intent).map(|r| r.id.clone()).collect();
+        // The intent this sync marked pending is what it applied.
+        let accounted: BTreeSet<&ObjectId> =
+            prev.iter().chain(&report.applied).map(|r| &r.id).collect();
         let client = self.engine.client();
         let rendered = report.rendered();
         let (gc, retained) = match gc::decide(

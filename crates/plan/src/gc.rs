@@ -104,6 +104,20 @@ pub fn next_inventory(
     next
 }
 
+/// Whether a sync that applied `applied` leaves an exact inventory `previous` as it is: then nothing left
+/// Git, nothing needs collecting and the inventory needs no write, so a resync of an unchanged repository
+/// skips collection without copying the inventory.
+pub fn inventory_unchanged(previous: &[ObjectRef], applied: &[ObjectRef]) -> bool {
+    sorted_refs(previous) == sorted_refs(applied)
+}
+
+fn sorted_refs(refs: &[ObjectRef]) -> Vec<&ObjectRef> {
+    let mut v: Vec<&ObjectRef> = refs.iter().collect();
+    v.sort();
+    v.dedup_by(|a, b| a.id == b.id);
+    v
+}
+
 /// Objects in the previous inventory that this sync's rendering no longer contains, in deletion order:
 /// the reverse of apply order (custom resources before their CRD, workloads before their Namespace).
 pub fn candidates(previous: &[ObjectRef], keep: &BTreeSet<ObjectId>) -> Vec<ObjectRef> {
@@ -180,6 +194,31 @@ mod tests {
     use super::*;
     use crate::test_support::object_ref as r;
     use serde_json::json;
+
+    #[test]
+    fn an_inventory_is_unchanged_only_by_the_same_objects_of_the_same_kinds() {
+        let previous = vec![
+            r("Deployment", "apps", Some("a"), "web"),
+            r("ConfigMap", "", Some("a"), "one"),
+        ];
+        let same = vec![
+            previous[1].clone(),
+            previous[0].clone(),
+            previous[1].clone(),
+        ];
+        assert!(inventory_unchanged(&previous, &same));
+        assert!(!inventory_unchanged(&previous, &same[..1]), "one left Git");
+        let mut more = same.clone();
+        more.push(r("Service", "", Some("a"), "web"));
+        assert!(!inventory_unchanged(&previous, &more), "one added");
+        let mut moved = previous.clone();
+        moved[0].kind.version = "v2".into();
+        assert!(
+            !inventory_unchanged(&previous, &moved),
+            "the kind's version is recorded, so a new one is a change"
+        );
+        assert!(inventory_unchanged(&[], &[]));
+    }
 
     #[test]
     fn candidates_are_what_git_dropped_in_reverse_apply_order() {
