@@ -28,15 +28,20 @@ impl Cluster {
     /// The control plane shared by every test in this process; started on first use.
     pub fn shared() -> &'static Cluster {
         SHARED.get_or_init(|| {
-            if let Ok(kc) = std::env::var("TETHER_TEST_KUBECONFIG") {
-                return Cluster {
+            let cluster = match std::env::var("TETHER_TEST_KUBECONFIG") {
+                Ok(kc) => Cluster {
                     kubeconfig: kc.into(),
                     user_kubeconfig: std::env::var_os("TETHER_TEST_USER_KUBECONFIG")
                         .map(Into::into),
                     audit_log: std::env::var_os("TETHER_TEST_AUDIT_LOG").map(Into::into),
-                };
+                },
+                Err(_) => Cluster::start(),
+            };
+            // The credentials every test hands tether through its kubeconfig.
+            for kc in std::iter::once(&cluster.kubeconfig).chain(&cluster.user_kubeconfig) {
+                register_kubeconfig_credentials(kc);
             }
-            Cluster::start()
+            cluster
         })
     }
 
@@ -99,6 +104,24 @@ impl Cluster {
         TestNamespace {
             name,
             cluster: self,
+        }
+    }
+}
+
+/// Registers a kubeconfig's tokens and client keys as secrets ([`crate::secrets`]).
+pub fn register_kubeconfig_credentials(path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        for field in ["token:", "client-key-data:", "password:"] {
+            if let Some(v) = line.strip_prefix(field) {
+                let v = v.trim().trim_matches('"');
+                if v.len() >= 6 {
+                    crate::secret(v);
+                }
+            }
         }
     }
 }

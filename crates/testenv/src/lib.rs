@@ -9,11 +9,13 @@
 pub mod cluster;
 pub mod git;
 pub mod registry;
+pub mod secrets;
 pub mod ssh;
 
 pub use cluster::{AuditEvent, AuditLog, Cluster, TestNamespace};
 pub use git::GitRepo;
 pub use registry::{Pusher, TestImage, TestRegistry};
+pub use secrets::{assert_absent, secret, secret_key_file};
 pub use ssh::SshServer;
 
 use std::path::PathBuf;

@@ -229,6 +229,7 @@ impl TestRegistry {
         let d = dir.path();
         let auth_section = match &options.auth {
             Auth::Htpasswd { username, password } => {
+                crate::secret(password.as_str());
                 let line = run(Command::new("htpasswd").args(["-nbB", username, password]));
                 std::fs::write(d.join("htpasswd"), line.trim()).expect("write htpasswd");
                 format!(
@@ -395,6 +396,9 @@ impl Proxy {
         page_size: Option<usize>,
         token_auth: Option<Option<(String, String)>>,
     ) -> Proxy {
+        if let Some(Some((_, password))) = &token_auth {
+            crate::secret(password.as_str());
+        }
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let host = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
@@ -657,6 +661,7 @@ fn token_reply(
         "test-token-{}",
         state.token_counter.fetch_add(1, Ordering::Relaxed)
     );
+    crate::secret(token.as_str());
     state.tokens.lock().unwrap().insert(token.clone());
     plain(
         StatusCode::OK,

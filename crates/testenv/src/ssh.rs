@@ -163,7 +163,12 @@ impl SshServer {
         let user = run(Command::new("id").arg("-un")).trim().to_owned();
         SshServer {
             port,
-            rw_key: d.join("rw"),
+            rw_key: {
+                crate::secret_key_file(&d.join("rw"));
+                crate::secret_key_file(&d.join("ro"));
+                crate::secret_key_file(&d.join("other"));
+                d.join("rw")
+            },
             ro_key: d.join("ro"),
             known_hosts: d.join("known_hosts"),
             wrong_known_hosts: d.join("wrong_known_hosts"),

@@ -203,7 +203,12 @@ fn credentials_come_from_the_image_pull_secret_and_wrong_ones_are_named() {
 
     let secret = |password: &str| {
         let tmp = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(tmp.path(), dockerconfigjson(&e.reg.host, "robot", password)).unwrap();
+        let password = tether_testenv::secret(password);
+        std::fs::write(
+            tmp.path(),
+            dockerconfigjson(&e.reg.host, "robot", &password),
+        )
+        .unwrap();
         let _ =
             e.w.cluster
                 .kubectl()
@@ -221,7 +226,7 @@ fn credentials_come_from_the_image_pull_secret_and_wrong_ones_are_named() {
             &format!("--from-file=.dockerconfigjson={}", tmp.path().display()),
         ]);
     };
-    secret("wrong");
+    secret("wrong-password");
     let out = e.automate();
     assert!(!out.0.status.success());
     let err = out.stderr();
@@ -229,7 +234,10 @@ fn credentials_come_from_the_image_pull_secret_and_wrong_ones_are_named() {
         err.contains(&format!("imagePullSecret {n}/regcred")) && err.contains(&e.reg.host),
         "{err}"
     );
-    assert!(!err.contains("wrong"), "the password leaked: {err}");
+    assert!(
+        !err.contains("wrong-password"),
+        "the password leaked: {err}"
+    );
 
     secret("s3cret");
     let out = e.automate();

@@ -292,3 +292,80 @@ fn a_corrupted_remote_fails_the_sync_without_collecting_and_recovers_once_repair
     w.survived("the git remote corrupted", 1);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
+
+#[test]
+fn credentials_in_the_git_url_are_in_no_output_log_or_file_of_the_cache() {
+    let w = World::new("url-pw");
+    crate::support::write(&w.repo, &configmap(&w.n));
+    w.repo.commit("first");
+    let ssh = SshServer::start();
+    let password = tether_testenv::secret(format!("pw-in-the-url-{}", w.n));
+    let token = tether_testenv::secret(format!("tok-in-the-url-{}", w.n));
+    let kh = ssh.known_hosts.display().to_string();
+    let key = ssh.rw_key.display().to_string();
+    // A password pasted into an SSH URL (SSH authenticates with the key), a user:password and a bare token
+    // in HTTP URLs (nothing listens on port 9: the fetch fails and its error names the URL).
+    let urls = [
+        ssh.url(&w.repo)
+            .replacen("@127.0.0.1", &format!(":{password}@127.0.0.1"), 1),
+        format!("https://bob:{password}@127.0.0.1:9/r.git"),
+        format!("http://{token}@127.0.0.1:9/r.git"),
+    ];
+    for url in &urls {
+        let flags = [
+            "--git-url",
+            url.as_str(),
+            "--git-ssh-key",
+            &key,
+            "--git-known-hosts",
+            &kh,
+            "--git-timeout",
+            "5s",
+        ];
+        // `--once` (its output is checked by `Run::of`) and the agent (its log, checked on drop).
+        let err = w.once(&flags).failed();
+        assert!(
+            err.contains("***@127.0.0.1"),
+            "the URL is named, redacted: {err}"
+        );
+        let mut args = vec!["daemon"];
+        args.extend(flags);
+        let mut agent = w.spawn(&args);
+        match agent.wait(std::time::Duration::from_secs(30)) {
+            Some(status) => assert!(!status.success(), "{}", agent.log()),
+            None => assert!(agent.log().contains("***@127.0.0.1"), "{}", agent.log()),
+        }
+    }
+    // The way to give HTTPS credentials: through the environment, handed to git by tether. The fetch fails
+    // (nothing listens) after git was given them; neither its error nor the clone holds them.
+    let run = crate::support::Run::of(
+        w.command(&[
+            "daemon",
+            "--once",
+            "--git-url",
+            "http://127.0.0.1:9/r.git",
+            "--git-timeout",
+            "5s",
+        ])
+        .env("TETHER_GIT_HTTPS_USER", "bob")
+        .env("TETHER_GIT_HTTPS_PASSWORD", &password)
+        .output()
+        .unwrap(),
+    );
+    assert!(run.failed().contains("127.0.0.1:9"), "{}", run.stderr());
+    // Nothing tether keeps (a clone's .git/config above all) holds them either.
+    let mut dirs = vec![w.cache.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                let text =
+                    String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned();
+                tether_testenv::assert_absent(&entry.path().display().to_string(), &text);
+            }
+        }
+    }
+}

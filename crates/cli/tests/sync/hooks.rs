@@ -15,7 +15,7 @@ fn github_signature(secret: &str, body: &str) -> String {
 
 fn secret_file(e: &Env, secret: &str) -> String {
     let path = e.w.cache.path().join("webhook-secret");
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    std::fs::write(&path, format!("{}\n", tether_testenv::secret(secret))).unwrap();
     path.display().to_string()
 }
 
@@ -92,7 +92,6 @@ fn a_signed_push_syncs_at_once_and_a_wrongly_signed_one_triggers_nothing() {
         value().as_deref() == Some("2")
     });
     eprintln!("webhook to applied: {:?}", sent.elapsed());
-    agent.daemon.assert_log_lacks(&["s3cret"]);
 }
 
 #[test]
@@ -157,5 +156,4 @@ fn a_registry_push_event_scans_that_repository_and_the_update_is_deployed() {
         e.image_of("app") == format!("{repo}:1.1.0")
     });
     assert_eq!(e.commits()[0], format!("Auto-release {repo}:1.1.0"));
-    agent.daemon.assert_log_lacks(&["reg-secret"]);
 }

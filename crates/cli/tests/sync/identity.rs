@@ -38,6 +38,12 @@ fn the_first_start_makes_a_deploy_key_that_works_once_added_and_regenerate_rotat
         .get(&["-n", &n, "secret/tether-git-deploy"])
         .expect("the deploy key Secret");
     assert!(secret["data"]["identity"].is_string());
+    register_private_key(&secret);
+    // Its output came before the key was known to the check.
+    tether_testenv::assert_absent(
+        "the first sync's output",
+        &(first.stdout() + &first.stderr()),
+    );
 
     let shown = w.tether(&["identity", "--namespace", &n]);
     let public = shown.stdout().trim().to_owned();
@@ -80,5 +86,30 @@ fn the_first_start_makes_a_deploy_key_that_works_once_added_and_regenerate_rotat
         rotated.starts_with("ssh-ed25519 AAAA") && rotated.trim() != public,
         "{rotated}"
     );
+    register_private_key(
+        &w.get(&["-n", &n, "secret/tether-git-deploy"])
+            .expect("the deploy key Secret"),
+    );
+    tether_testenv::assert_absent("the rotation's output", &rotated);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
+
+/// Registers the private key tether keeps in its deploy-key Secret, so that no output may contain it.
+fn register_private_key(secret: &serde_json::Value) {
+    use std::io::Write;
+    let encoded = secret["data"]["identity"].as_str().expect("identity");
+    let mut decode = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("base64");
+    decode
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(encoded.as_bytes())
+        .unwrap();
+    let out = decode.wait_with_output().unwrap();
+    tether_testenv::secrets::secret_key_text(&String::from_utf8_lossy(&out.stdout));
 }

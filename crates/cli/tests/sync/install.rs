@@ -73,6 +73,7 @@ fn can_i(w: &World, ns: &str, args: &[&str]) -> String {
 
 /// A kubeconfig for the admin's server (and CA) that authenticates with `token` only.
 pub(crate) fn token_kubeconfig(w: &World, token: &str, path: &Path) {
+    tether_testenv::secret(token);
     let admin: serde_json::Value = serde_json::from_str(&w.kubectl(&[
         "config",
         "view",
@@ -128,7 +129,7 @@ fn install_sync_and_collect(prefix: &str, namespace_scope: bool) {
         .args(&install)
         .output()
         .unwrap();
-    let printed = Run(out);
+    let printed = Run::of(out);
     assert!(printed.0.status.success(), "{}", printed.stderr());
     let written: Vec<String> = printed.stdout().lines().map(str::to_owned).collect();
     assert!(
@@ -203,12 +204,13 @@ fn install_sync_and_collect(prefix: &str, namespace_scope: bool) {
     token_kubeconfig(&w, token.trim(), kubeconfig.path());
     let daemon = || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Run(w
-            .command(&args)
-            .env("KUBECONFIG", kubeconfig.path())
-            .env("POD_NAMESPACE", &ns)
-            .output()
-            .unwrap())
+        Run::of(
+            w.command(&args)
+                .env("KUBECONFIG", kubeconfig.path())
+                .env("POD_NAMESPACE", &ns)
+                .output()
+                .unwrap(),
+        )
     };
 
     let first = daemon().ok();

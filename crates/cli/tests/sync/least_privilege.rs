@@ -46,11 +46,12 @@ fn once_as_tether_user(w: &World, kubeconfig: &std::path::Path, extra: &[&str]) 
         n,
     ];
     args.extend_from_slice(extra);
-    Run(w
-        .command(&args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .unwrap())
+    Run::of(
+        w.command(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -187,7 +188,8 @@ spec:
                 (
                     format!("s{i:02}.yaml"),
                     format!(
-                        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: v{i}-{attempt}\n"
+                        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: {}\n",
+                        tether_testenv::secret(format!("value-{i:02}-{attempt}-of-{n}"))
                     ),
                 )
             })

@@ -63,7 +63,7 @@ fn a_broken_commit_is_reported_once_naming_file_and_object_and_its_fix_once() {
     e.w.repo.commit("first");
     let (url, got) = receiver();
     let key = e.w.cache.path().join("notify-key");
-    std::fs::write(&key, "n0tify\n").unwrap();
+    std::fs::write(&key, format!("{}\n", tether_testenv::secret("n0tify"))).unwrap();
     let agent = start(
         &e,
         &[
@@ -126,5 +126,89 @@ fn a_broken_commit_is_reported_once_naming_file_and_object_and_its_fix_once() {
     assert_eq!(got.len(), 2, "{got:?}");
     let v: serde_json::Value = serde_json::from_str(&got[1].1).unwrap();
     assert_eq!(v["event"], "sync_recovered", "{v}");
-    agent.daemon.assert_log_lacks(&["n0tify"]);
+}
+
+/// A receiver that accepts connections and never answers, holding them open; counts what it accepted.
+fn black_hole() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    (url, accepted)
+}
+
+#[test]
+fn a_receiver_that_hangs_or_is_down_neither_holds_up_nor_fails_a_sync() {
+    let e = Env::new("notify-down");
+    let n = e.w.n.clone();
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {n}\n")
+    };
+    e.w.repo
+        .write(&[("ns.yaml", &ns(&n)), ("good.yaml", &cm("good"))]);
+    e.w.repo.commit("first");
+    let (hanging, accepted) = black_hole();
+    // Nothing listens there: every attempt is refused.
+    let down = format!("http://{}/hook", crate::support::free_addr());
+    let agent = start(
+        &e,
+        &[
+            "--registry-disable-scanning",
+            "--notify-url",
+            &hanging,
+            "--notify-url",
+            &down,
+        ],
+    );
+
+    e.w.repo.write(&[("bad.yaml", &cm("Bad_Name"))]);
+    e.w.repo.commit("broken");
+    let out = call(&e, &agent, &["sync"]);
+    assert!(!out.0.status.success(), "{}", out.stdout());
+    assert!(out.stderr().contains("Bad_Name"), "{}", out.stderr());
+    wait_for(
+        "the hanging receiver to be sent the failure",
+        Duration::from_secs(20),
+        || accepted.load(std::sync::atomic::Ordering::SeqCst) > 0,
+    );
+
+    // The failure notification is still unanswered (it waits out its 10 s timeout and retries); the
+    // fixed commit is synced all the same, and its recovery notification waits in that receiver's queue.
+    e.w.repo.remove("bad.yaml");
+    e.w.repo.commit("fixed");
+    let synced = call(&e, &agent, &["sync"]).out();
+    assert!(synced.contains("synced"), "{synced}");
+    assert!(
+        e.w.get(&["-n", &n, "configmap/good"]).is_some(),
+        "the good object is gone"
+    );
+
+    // The receiver that is down: three retries, then counted as failed, with the receiver named in the log.
+    wait_for(
+        "the undeliverable notification to be counted",
+        Duration::from_secs(60),
+        || {
+            crate::support::http_get(&agent.metrics, "/metrics")
+                .lines()
+                .any(|l| {
+                    l.starts_with("tether_notifications_total{outcome=\"failed\"} ")
+                        && !l.ends_with(" 0")
+                })
+        },
+    );
+    assert!(
+        agent
+            .daemon
+            .log()
+            .contains("notification not delivered after retries"),
+        "{}",
+        agent.daemon.log()
+    );
 }

@@ -39,8 +39,7 @@ impl World {
     }
 
     pub fn tether(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("run tether");
-        Run(out)
+        Run::of(self.command(args).output().expect("run tether"))
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -239,17 +238,6 @@ impl Daemon {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
-    /// Asserts that no secret the test used appears in the daemon's log.
-    pub fn assert_log_lacks(&self, secrets: &[&str]) {
-        let log = self.log();
-        for s in secrets {
-            assert!(
-                !s.is_empty() && !log.contains(s),
-                "a secret is in the daemon's log"
-            );
-        }
-    }
-
     /// Starts `cmd` with its log captured.
     pub fn spawn(mut cmd: Command) -> Daemon {
         let log = tempfile::NamedTempFile::new().unwrap();
@@ -300,9 +288,12 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
             eprintln!("--- tether daemon log ---\n{log}--- end of tether daemon log ---");
+        } else {
+            // Every daemon's whole log, whatever the test was about.
+            tether_testenv::assert_absent("the daemon's log", &log);
         }
     }
 }
@@ -311,6 +302,13 @@ impl Drop for Daemon {
 pub struct Run(pub Output);
 
 impl Run {
+    /// A finished run, once its output is checked for every secret the tests gave tether.
+    pub fn of(out: Output) -> Run {
+        tether_testenv::assert_absent("tether's stdout", &String::from_utf8_lossy(&out.stdout));
+        tether_testenv::assert_absent("tether's stderr", &String::from_utf8_lossy(&out.stderr));
+        Run(out)
+    }
+
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.0.stdout).into_owned()
     }
