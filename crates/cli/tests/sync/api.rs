@@ -17,6 +17,15 @@ pub(crate) struct Agent {
 
 /// Starts the agent on `e`'s repository (over SSH) and waits for its first successful sync.
 pub(crate) fn start(e: &Env, extra: &[&str]) -> Agent {
+    start_with(e, extra, |_| {})
+}
+
+/// As [`start`], with `tweak` applied to the command first (its environment, say).
+pub(crate) fn start_with(
+    e: &Env,
+    extra: &[&str],
+    tweak: impl FnOnce(&mut std::process::Command),
+) -> Agent {
     let api = free_addr();
     let metrics = free_addr();
     let flags = e.flags();
@@ -33,7 +42,9 @@ pub(crate) fn start(e: &Env, extra: &[&str]) -> Agent {
         "1h",
     ]);
     args.extend_from_slice(extra);
-    let daemon = e.w.spawn(&args);
+    let mut cmd = e.w.command(&args);
+    tweak(&mut cmd);
+    let daemon = crate::support::Daemon::spawn(cmd);
     wait_for("the agent's first sync", Duration::from_secs(60), || {
         std::net::TcpStream::connect(&metrics).is_ok()
             && http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200")

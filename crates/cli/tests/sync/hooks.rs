@@ -157,3 +157,124 @@ fn a_registry_push_event_scans_that_repository_and_the_update_is_deployed() {
     });
     assert_eq!(e.commits()[0], format!("Auto-release {repo}:1.1.0"));
 }
+
+/// `tether_syncs_total{result="success"}` on the agent's metrics.
+fn successful_syncs(metrics: &str) -> u64 {
+    crate::support::http_get(metrics, "/metrics")
+        .lines()
+        .find(|l| l.starts_with(r#"tether_syncs_total{result="success""#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_of_webhooks_syncs_the_commit_once_and_fetches_far_fewer_times() {
+    let e = Env::new("hook-flood");
+    let n = e.w.n.clone();
+    let cm = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\ndata:\n  v: \"{v}\"\n")
+    };
+    e.w.repo
+        .write(&[("ns.yaml", &ns(&n)), ("cm.yaml", &cm("1"))]);
+    e.w.repo.commit("first");
+    let secret = secret_file(&e, "fl00d-secret");
+    // Counts the agent's fetches: a `git` ahead of the real one on its PATH.
+    let bin = tempfile::tempdir().unwrap();
+    let fetches = bin.path().join("fetches");
+    tether_testenv::write_executable(
+        &bin.path().join("git"),
+        &format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = fetch ] && echo . >> {} && break; done\nexec /usr/bin/git \"$@\"\n",
+            fetches.display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let agent = crate::api::start_with(
+        &e,
+        &[
+            "--webhook-secret-file",
+            &secret,
+            "--registry-disable-scanning",
+        ],
+        |cmd| {
+            cmd.env("PATH", &path);
+        },
+    );
+    let count = || {
+        std::fs::read_to_string(&fetches)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let (fetched_before, synced_before) = (count(), successful_syncs(&agent.metrics));
+
+    e.w.repo.write(&[("cm.yaml", &cm("2"))]);
+    e.w.repo.commit("second");
+    let body = format!(
+        r#"{{"ref":"refs/heads/main","repository":{{"ssh_url":"{}"}}}}"#,
+        e.ssh.url(&e.w.repo)
+    );
+    let signature = github_signature("fl00d-secret", &body);
+    const HOOKS: usize = 200;
+    // Eight senders at once, as a busy Git host retrying deliveries would.
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..HOOKS / 8)
+                        .map(|_| {
+                            http_with(
+                                &agent.api,
+                                "POST",
+                                "/hooks/git",
+                                &[
+                                    ("X-GitHub-Event", "push"),
+                                    ("X-Hub-Signature-256", &signature),
+                                ],
+                                &body,
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        senders
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert_eq!(answers.len(), HOOKS);
+    for a in &answers {
+        assert!(a.starts_with("HTTP/1.1 202"), "{a}");
+    }
+    wait_for("the pushed commit", Duration::from_secs(30), || {
+        e.w.get(&["-n", &n, "configmap/c"])
+            .is_some_and(|c| c["data"]["v"] == "2")
+    });
+    // Let the queued wake-ups run out, then count.
+    wait_for(
+        "the flood's fetches to end",
+        Duration::from_secs(30),
+        || {
+            let a = count();
+            std::thread::sleep(Duration::from_secs(2));
+            a == count()
+        },
+    );
+    let fetched = count() - fetched_before;
+    eprintln!("{HOOKS} webhooks: {fetched} fetches");
+    assert!(
+        (1..HOOKS / 4).contains(&fetched),
+        "{HOOKS} webhooks made {fetched} fetches"
+    );
+    assert_eq!(
+        successful_syncs(&agent.metrics) - synced_before,
+        1,
+        "the commit is synced once however many hooks announce it"
+    );
+    assert!(crate::support::http_get(&agent.metrics, "/healthz").starts_with("HTTP/1.1 200"));
+}
