@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 mod run;
 mod sync;
+pub mod throttle;
 
 pub use automation::automate_once;
 pub use config::Config;

@@ -110,15 +110,11 @@ fn rejected_at(w: &World, level: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-#[test]
-fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
-    // API Priority and Fairness gives this test's writes (tether-user patching Secrets in its namespace) a
-    // priority level of a few seats that rejects the rest: 8 dry-runs at once meet 429s. kube's client
-    // sends a refused request again after the server's Retry-After (its default retry policy, up to 15
-    // times); this holds tether to a sync that completes rather than one that fails after its dry-runs.
-    let w = World::new("apf");
-    let n = w.n.clone();
-    let user_kubeconfig = namespace_for_tether_user(&w, "configmaps,secrets");
+/// A priority level of a few seats that rejects the rest (API Priority and Fairness) for tether-user's
+/// Secret patches in the test's namespace, once the API server has taken it up; returns tether-user's
+/// kubeconfig and the file that made the level (delete it at the end).
+fn throttled_level(w: &World, n: &str) -> (std::path::PathBuf, ThrottledLevel) {
+    let user_kubeconfig = namespace_for_tether_user(w, "configmaps,secrets");
     let apf = format!(
         r#"apiVersion: flowcontrol.apiserver.k8s.io/v1
 kind: PriorityLevelConfiguration
@@ -179,6 +175,24 @@ spec:
         "{seats} seats: too many to throttle 8 writes at once"
     );
 
+    (user_kubeconfig, ThrottledLevel { _dir: dir, file })
+}
+
+/// The file of a [`throttled_level`].
+struct ThrottledLevel {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+}
+
+#[test]
+fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
+    // API Priority and Fairness gives this test's writes (tether-user patching Secrets in its namespace) a
+    // priority level of a few seats that rejects the rest: 8 dry-runs at once meet 429s. kube's client
+    // sends a refused request again after the server's Retry-After (its default retry policy, up to 15
+    // times); this holds tether to a sync that completes rather than one that fails after its dry-runs.
+    let w = World::new("apf");
+    let n = w.n.clone();
+    let (user_kubeconfig, apf) = throttled_level(&w, &n);
     // Whether requests overlap at the server depends on how fast the client opens its connections, so a
     // commit that happened not to be throttled is followed by another, up to three.
     let mut throttled = false;
@@ -215,6 +229,52 @@ spec:
         throttled,
         "the API server never throttled the writes in three syncs, so nothing was tested"
     );
-    w.kubectl(&["delete", "-f", file.to_str().unwrap(), "--wait=false"]);
+    w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
+
+#[test]
+fn a_throttling_api_server_is_sent_fewer_requests_at_once() {
+    // 60 Secrets at 32 writes in flight against a level of a few seats. Each refused request is sent again
+    // after the server's Retry-After; at the same concurrency each round of retries met the same refusals.
+    let w = World::new("apf-adapt");
+    let n = w.n.clone();
+    let (user_kubeconfig, apf) = throttled_level(&w, &n);
+    const SECRETS: usize = 60;
+    let files: Vec<(String, String)> = (0..SECRETS)
+        .map(|i| {
+            (
+                format!("s{i:02}.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: {}\n",
+                    tether_testenv::secret(format!("value-{i:02}-of-{n}"))
+                ),
+            )
+        })
+        .collect();
+    crate::support::write(&w.repo, &files);
+    w.repo.commit("60 secrets");
+    let before = rejected_at(&w, &n);
+    let started = std::time::Instant::now();
+    let run = once_as_tether_user(&w, &user_kubeconfig, &["--apply-concurrency", "32"]);
+    let rejected = rejected_at(&w, &n) - before;
+    eprintln!(
+        "{SECRETS} secrets: {rejected} requests refused, {:?}",
+        started.elapsed()
+    );
+    let summary = run.ok();
+    assert!(summary.contains("created=60"), "{summary}");
+    // 120 requests (a dry-run and a write each). Without the adaptive limit 150 were refused (82 s); with
+    // it 50 (10 s).
+    assert!(
+        rejected < 2 * SECRETS as u64,
+        "{rejected} of 120 requests refused: the refusals did not lower the concurrency"
+    );
+    assert!(
+        run.stderr().contains("sending fewer at once"),
+        "{}",
+        run.stderr()
+    );
+    w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }

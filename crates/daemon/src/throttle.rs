@@ -1,0 +1,291 @@
+//! Adaptive concurrency toward the Kubernetes API server. When API Priority and Fairness refuses requests
+//! (429), fewer are sent at once: the limit drops to half of what was in flight, once per round of requests
+//! (those sent before the cut cannot cut again), and grows back by one per round of answers that were not
+//! refused. kube's retry policy sends each refused request again after the server's `Retry-After`; without
+//! the limit, every round of retries met the same refusal (60 Secrets against a level of 3 seats took 86 s).
+//!
+//! Watches (long-lived) and Lease requests (leader election must renew on time) are never held back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use tokio::sync::Notify;
+use tracing::{debug, info};
+
+/// How many requests may be in flight at once; shared by every clone of the client.
+#[derive(Debug)]
+pub struct Gate {
+    state: Mutex<State>,
+    freed: Notify,
+    max: f64,
+}
+
+#[derive(Debug)]
+struct State {
+    limit: f64,
+    in_flight: usize,
+    /// Requests admitted so far; each request's number decides whether its 429 starts a new round.
+    admitted: u64,
+    /// Requests admitted before this number were in flight at the last cut.
+    round: u64,
+    /// When a cut was last logged at info level.
+    told: Option<Instant>,
+}
+
+/// A request's place at the gate, given back when it drops.
+struct Permit {
+    gate: Arc<Gate>,
+    number: u64,
+}
+
+/// What the server's answer says about its load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Refused,
+    Served,
+}
+
+impl Gate {
+    /// A gate that starts (and at most stays) at `max` requests in flight.
+    pub fn new(max: usize) -> Arc<Self> {
+        let max = max.max(1) as f64;
+        Arc::new(Gate {
+            state: Mutex::new(State {
+                limit: max,
+                in_flight: 0,
+                admitted: 0,
+                round: 0,
+                told: None,
+            }),
+            freed: Notify::new(),
+            max,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limit now (for tests and logs).
+    pub fn limit(&self) -> usize {
+        self.state().limit as usize
+    }
+
+    async fn admit(self: &Arc<Self>) -> Permit {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut s = self.state();
+                if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                    s.in_flight += 1;
+                    let number = s.admitted;
+                    s.admitted += 1;
+                    return Permit {
+                        gate: self.clone(),
+                        number,
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn answered(&self, number: u64, answer: Answer) {
+        let mut s = self.state();
+        match answer {
+            Answer::Served => {
+                let grown = (s.limit + 1.0 / s.limit).min(self.max);
+                if grown.floor() > s.limit.floor() {
+                    self.freed.notify_one();
+                }
+                s.limit = grown;
+            }
+            Answer::Refused if number >= s.round => {
+                // Half of what was really in flight: a nominal limit far above it would take several
+                // rounds (each a Retry-After long) to bite.
+                s.limit = (s.limit.min(s.in_flight as f64) / 2.0).max(1.0);
+                s.round = s.admitted;
+                let limit = s.limit as usize;
+                let quiet = s.told.is_none_or(|t| t.elapsed() > Duration::from_secs(30));
+                if quiet {
+                    s.told = Some(Instant::now());
+                    info!(component = "k8s", limit,
+                        "the API server is refusing requests (429, priority and fairness): sending fewer at once");
+                } else {
+                    debug!(component = "k8s", limit, "429 again: sending fewer at once");
+                }
+            }
+            Answer::Refused => {}
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut s = self.gate.state();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        drop(s);
+        self.gate.freed.notify_one();
+    }
+}
+
+/// Requests that are never held back: watches stay open for minutes, and a Lease renewal that waits
+/// behind refused writes could let the Lease expire.
+fn exempt<B>(req: &Request<B>) -> bool {
+    let query = req.uri().query().unwrap_or("");
+    query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+        || req.uri().path().contains("/leases/")
+        || req.uri().path().ends_with("/leases")
+}
+
+/// The layer: put it inside the retry layer, so that every attempt passes the gate.
+#[derive(Clone)]
+pub struct GateLayer(pub Arc<Gate>);
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = Gated<S>;
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            gate: self.0.clone(),
+        }
+    }
+}
+
+/// A service whose requests pass the [`Gate`].
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    gate: Arc<Gate>,
+}
+
+impl<S, B> tower::Service<Request<Body>> for Gated<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if exempt(&req) {
+            return Box::pin(self.inner.call(req));
+        }
+        // The service that was polled ready is the one called; a fresh clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let permit = gate.admit().await;
+            let res = inner.call(req).await;
+            if let Ok(r) = &res {
+                let answer = if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                    Answer::Refused
+                } else {
+                    Answer::Served
+                };
+                gate.answered(permit.number, answer);
+            }
+            drop(permit);
+            res
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refusals_halve_what_was_in_flight_once_per_round_and_answers_grow_it_back() {
+        let gate = Gate::new(64);
+        let round: Vec<Permit> = admit_n(&gate, 20).await;
+        // Twenty in flight, all refused: one cut to ten, not twenty cuts to one.
+        for p in &round {
+            gate.answered(p.number, Answer::Refused);
+        }
+        assert_eq!(gate.limit(), 10);
+        drop(round);
+        // The next round is refused too: its first refusal cuts again.
+        let next: Vec<Permit> = admit_n(&gate, 10).await;
+        gate.answered(next[0].number, Answer::Refused);
+        gate.answered(next[1].number, Answer::Refused);
+        assert_eq!(gate.limit(), 5);
+        drop(next);
+        // Served answers add about one per round of `limit` answers.
+        for _ in 0..6 {
+            let p = gate.admit().await;
+            gate.answered(p.number, Answer::Served);
+        }
+        assert_eq!(gate.limit(), 6);
+        // Never below one.
+        for _ in 0..10 {
+            let p = gate.admit().await;
+            gate.answered(p.number, Answer::Refused);
+        }
+        assert_eq!(gate.limit(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_waits_until_one_in_flight_is_answered() {
+        let gate = Gate::new(2);
+        let a = gate.admit().await;
+        let _b = gate.admit().await;
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.admit().await.number }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a third request went past a limit of two"
+        );
+        drop(a);
+        let number = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("admitted once one was answered")
+            .expect("task");
+        assert_eq!(number, 2);
+    }
+
+    #[test]
+    fn watches_and_leases_are_never_held_back() {
+        let req = |uri: &str| Request::builder().uri(uri).body(()).unwrap();
+        assert!(exempt(&req(
+            "/api/v1/configmaps?labelSelector=a&watch=true&timeoutSeconds=290"
+        )));
+        assert!(exempt(&req(
+            "/apis/coordination.k8s.io/v1/namespaces/t/leases/sync-leader"
+        )));
+        assert!(!exempt(&req(
+            "/api/v1/namespaces/a/configmaps/c?dryRun=All"
+        )));
+        assert!(!exempt(&req(
+            "/api/v1/configmaps?labelSelector=watch%3Dtrue"
+        )));
+    }
+
+    /// Admits `n` requests.
+    async fn admit_n(gate: &Arc<Gate>, n: usize) -> Vec<Permit> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(gate.admit().await);
+        }
+        out
+    }
+}
