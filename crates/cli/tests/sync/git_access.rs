@@ -14,12 +14,17 @@ fn configmap(n: &str) -> [(String, String); 2] {
     ]
 }
 
-#[test]
-fn syncs_over_ssh_with_a_write_key_and_moves_the_tag() {
-    let w = World::new("ssh-rw");
+/// A test's world whose repository holds one ConfigMap in one commit (returned), and a git host over SSH.
+fn over_ssh(prefix: &str) -> (World, SshServer, String) {
+    let w = World::new(prefix);
     crate::support::write(&w.repo, &configmap(&w.n));
     let head = w.repo.commit("first");
-    let ssh = SshServer::start();
+    (w, SshServer::start(), head)
+}
+
+#[test]
+fn syncs_over_ssh_with_a_write_key_and_moves_the_tag() {
+    let (w, ssh, head) = over_ssh("ssh-rw");
     let url = ssh.url(&w.repo);
     let (key, kh) = (
         ssh.rw_key.display().to_string(),
@@ -51,11 +56,8 @@ fn syncs_over_ssh_with_a_write_key_and_moves_the_tag() {
 
 #[test]
 fn a_read_only_key_gives_one_actionable_line_and_git_readonly_syncs_with_a_secret() {
-    let w = World::new("ssh-ro");
+    let (w, ssh, head) = over_ssh("ssh-ro");
     let n = w.n.clone();
-    crate::support::write(&w.repo, &configmap(&n));
-    let head = w.repo.commit("first");
-    let ssh = SshServer::start();
     let url = ssh.url(&w.repo);
     let (key, kh) = (
         ssh.ro_key.display().to_string(),
@@ -113,10 +115,7 @@ fn a_read_only_key_gives_one_actionable_line_and_git_readonly_syncs_with_a_secre
 
 #[test]
 fn an_unknown_ssh_host_key_is_refused() {
-    let w = World::new("ssh-hostkey");
-    crate::support::write(&w.repo, &configmap(&w.n));
-    w.repo.commit("first");
-    let ssh = SshServer::start();
+    let (w, ssh, _) = over_ssh("ssh-hostkey");
     let url = ssh.url(&w.repo);
     let (key, kh) = (
         ssh.rw_key.display().to_string(),
@@ -295,10 +294,7 @@ fn a_corrupted_remote_fails_the_sync_without_collecting_and_recovers_once_repair
 
 #[test]
 fn credentials_in_the_git_url_are_in_no_output_log_or_file_of_the_cache() {
-    let w = World::new("url-pw");
-    crate::support::write(&w.repo, &configmap(&w.n));
-    w.repo.commit("first");
-    let ssh = SshServer::start();
+    let (w, ssh, _) = over_ssh("url-pw");
     let password = tether_testenv::secret(format!("pw-in-the-url-{}", w.n));
     let token = tether_testenv::secret(format!("tok-in-the-url-{}", w.n));
     let kh = ssh.known_hosts.display().to_string();

@@ -19,16 +19,24 @@ fn secret_file(e: &Env, secret: &str) -> String {
     path.display().to_string()
 }
 
-#[test]
-fn a_signed_push_syncs_at_once_and_a_wrongly_signed_one_triggers_nothing() {
-    let e = Env::new("hook-git");
+/// A test's world whose repository holds ConfigMap `c` with `v: "1"` in one commit; the function makes
+/// its manifest for another value.
+fn one_configmap(prefix: &str) -> (Env, impl Fn(&str) -> String) {
+    let e = Env::new(prefix);
     let n = e.w.n.clone();
-    let cm = |v: &str| {
+    let cm = move |v: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\ndata:\n  v: \"{v}\"\n")
     };
     e.w.repo
-        .write(&[("ns.yaml", &ns(&n)), ("cm.yaml", &cm("1"))]);
+        .write(&[("ns.yaml", &ns(&e.w.n)), ("cm.yaml", &cm("1"))]);
     e.w.repo.commit("first");
+    (e, cm)
+}
+
+#[test]
+fn a_signed_push_syncs_at_once_and_a_wrongly_signed_one_triggers_nothing() {
+    let (e, cm) = one_configmap("hook-git");
+    let n = e.w.n.clone();
     let secret = secret_file(&e, "s3cret");
     let agent = start(
         &e,
@@ -170,14 +178,8 @@ fn successful_syncs(metrics: &str) -> u64 {
 
 #[test]
 fn a_flood_of_webhooks_syncs_the_commit_once_and_fetches_far_fewer_times() {
-    let e = Env::new("hook-flood");
+    let (e, cm) = one_configmap("hook-flood");
     let n = e.w.n.clone();
-    let cm = |v: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: {n}\ndata:\n  v: \"{v}\"\n")
-    };
-    e.w.repo
-        .write(&[("ns.yaml", &ns(&n)), ("cm.yaml", &cm("1"))]);
-    e.w.repo.commit("first");
     let secret = secret_file(&e, "fl00d-secret");
     // Counts the agent's fetches: a `git` ahead of the real one on its PATH.
     let bin = tempfile::tempdir().unwrap();
