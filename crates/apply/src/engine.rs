@@ -829,7 +829,7 @@ impl Engine {
         let mut out = Vec::new();
         for l in lists {
             let mut l = l?;
-            // Usually one kind holds most objects: keep its map rather than copying it.
+            // Usually one kind holds most objects: keep its list rather than copying it.
             if l.len() > out.len() {
                 std::mem::swap(&mut out, &mut l);
             }

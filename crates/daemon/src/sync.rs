@@ -754,10 +754,11 @@ impl Syncer {
             // The usual resync: the inventory is exact and lists what was applied, nothing else.
             return Ok(PruneReport::default());
         }
-        let suspect_too = suspect.is_some();
+        // The inventory alone cannot be trusted: search the cluster by label too.
+        let sweep = suspect.is_some();
         // Not suspect: the inventory's objects, which marking this sync's intent pending left as they were.
         let mut prev = suspect.unwrap_or_else(|| state.objects.clone());
-        if self.cfg.gc != gc::Mode::Off && suspect_too {
+        if self.cfg.gc != gc::Mode::Off && sweep {
             let known: BTreeSet<ObjectId> = prev.iter().map(|r| r.id.clone()).collect();
             let found = self
                 .engine

@@ -33,6 +33,15 @@ pub fn secret_key_file(path: &Path) {
     secret_key_text(&text);
 }
 
+/// As [`secret_key_file`], for a key as a Secret's `data` holds it (base64).
+pub fn secret_key_base64(encoded: &str) {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap_or_else(|e| panic!("a private key in a Secret is not base64: {e}"));
+    secret_key_text(&String::from_utf8_lossy(&key));
+}
+
 /// As [`secret_key_file`], for a key's text.
 pub fn secret_key_text(text: &str) {
     let body: Vec<&str> = text

@@ -96,20 +96,7 @@ fn the_first_start_makes_a_deploy_key_that_works_once_added_and_regenerate_rotat
 
 /// Registers the private key tether keeps in its deploy-key Secret, so that no output may contain it.
 fn register_private_key(secret: &serde_json::Value) {
-    use std::io::Write;
-    let encoded = secret["data"]["identity"].as_str().expect("identity");
-    let mut decode = std::process::Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("base64");
-    decode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(encoded.as_bytes())
-        .unwrap();
-    let out = decode.wait_with_output().unwrap();
-    tether_testenv::secrets::secret_key_text(&String::from_utf8_lossy(&out.stdout));
+    tether_testenv::secrets::secret_key_base64(
+        secret["data"]["identity"].as_str().expect("identity"),
+    );
 }

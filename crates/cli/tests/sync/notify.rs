@@ -185,6 +185,13 @@ fn a_receiver_that_hangs_or_is_down_neither_holds_up_nor_fails_a_sync() {
     e.w.repo.commit("fixed");
     let synced = call(&e, &agent, &["sync"]).out();
     assert!(synced.contains("synced"), "{synced}");
+    // Had the loop waited for that delivery, its 10 s timeout would have run out and its retry opened a
+    // second connection by now.
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the sync waited for the hanging receiver"
+    );
     assert!(
         e.w.get(&["-n", &n, "configmap/good"]).is_some(),
         "the good object is gone"
