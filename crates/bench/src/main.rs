@@ -52,6 +52,9 @@ enum Sub {
         /// Requests in flight.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Dry-run every object of a wave before writing any of it.
+        #[arg(long)]
+        validate: bool,
     },
 }
 
@@ -76,7 +79,7 @@ struct BenchArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Tools to measure.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Tool::Tether, Tool::KubectlClient, Tool::KubectlServer, Tool::RawSsa])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Tool::Tether, Tool::KubectlClient, Tool::KubectlServer, Tool::RawSsa, Tool::RawValidated])]
     tools: Vec<Tool>,
     /// Concurrency levels the ceiling client is swept over (one run each); the fastest is then repeated.
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
@@ -137,9 +140,10 @@ fn main() -> ExitCode {
             kubeconfig,
             objects,
             concurrency,
+            validate,
         }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(raw::run(&kubeconfig, &objects, concurrency)))
+            .and_then(|rt| rt.block_on(raw::run(&kubeconfig, &objects, concurrency, validate)))
             .map(|()| true),
         None => bench(cli.bench),
     };
@@ -245,6 +249,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
         Tool::KubectlClient,
         Tool::KubectlServer,
         Tool::RawSsa,
+        Tool::RawValidated,
     ]
     .into_iter()
     .filter(|t| args.tools.contains(t))
@@ -280,7 +285,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
     for &n in args.sizes.iter().filter(|_| !args.offline_only) {
         // The ceiling: one first sync per concurrency level, then the fastest level is repeated below.
         let mut best: Option<(usize, f64)> = None;
-        if tools.contains(&Tool::RawSsa) {
+        if tools.contains(&Tool::RawSsa) || tools.contains(&Tool::RawValidated) {
             for &c in &args.sweep {
                 let s = run_session(Tool::RawSsa, n, None, Some(c), &[Scenario::FirstSync])?;
                 for x in s {
@@ -297,7 +302,8 @@ fn bench(args: BenchArgs) -> Result<bool> {
             order.rotate_left(rep % tools.len().max(1));
             for &tool in &order {
                 let (scenarios, c): (&[Scenario], _) = match tool {
-                    Tool::RawSsa => match best {
+                    // Both ceilings at the concurrency the sweep found fastest for the plain one.
+                    Tool::RawSsa | Tool::RawValidated => match best {
                         Some((c, _)) => (&[Scenario::FirstSync], Some(c)),
                         None => continue,
                     },

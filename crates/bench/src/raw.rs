@@ -2,6 +2,10 @@
 //! `PATCH ?fieldManager=bench-raw&force=true` with `application/apply-patch+yaml`, Namespaces first (they must
 //! exist before anything in them), then everything else at once with `concurrency` requests in flight. No
 //! discovery, no reads, no dry-run, no ordering beyond that: what the API server can absorb on this machine.
+//!
+//! With `validate`, each wave is first dry-run in full and only then written: the same requests tether sends
+//! for a first sync (validate everything, then write), without anything else tether does, so the report can
+//! tell what a validated sync costs on this server from what tether adds to it.
 
 use std::path::Path;
 
@@ -13,8 +17,14 @@ use serde_json::Value;
 
 use crate::workload::Kind;
 
-/// Applies every object in the JSON-lines file `objects`; prints `applied N` on success.
-pub async fn run(kubeconfig: &Path, objects: &Path, concurrency: usize) -> Result<()> {
+/// Applies every object in the JSON-lines file `objects` (each wave dry-run first when `validate`); prints
+/// `applied N` on success.
+pub async fn run(
+    kubeconfig: &Path,
+    objects: &Path,
+    concurrency: usize,
+    validate: bool,
+) -> Result<()> {
     let text =
         std::fs::read_to_string(objects).with_context(|| format!("read {}", objects.display()))?;
     let mut items: Vec<(Kind, Value)> = Vec::new();
@@ -31,33 +41,43 @@ pub async fn run(kubeconfig: &Path, objects: &Path, concurrency: usize) -> Resul
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await?;
     let client = kube::Client::try_from(config)?;
-    let params = PatchParams::apply("bench-raw").force();
+    let write = PatchParams::apply("bench-raw").force();
+    let dry_run = PatchParams {
+        dry_run: true,
+        ..write.clone()
+    };
+    let passes: &[&PatchParams] = if validate {
+        &[&dry_run, &write]
+    } else {
+        &[&write]
+    };
 
     let (namespaces, rest): (Vec<_>, Vec<_>) =
         items.into_iter().partition(|(k, _)| *k == Kind::Namespace);
     let mut applied = 0usize;
     for wave in [namespaces, rest] {
-        let results: Vec<Result<()>> = stream::iter(wave)
-            .map(|(kind, body)| {
-                let client = client.clone();
-                let params = &params;
-                async move {
-                    let name = body["metadata"]["name"].as_str().unwrap_or_default();
-                    let ns = body["metadata"]["namespace"].as_str();
-                    let api = api(client, kind, ns);
-                    api.patch(name, params, &Patch::Apply(&body))
-                        .await
-                        .with_context(|| format!("apply {} {name}", kind.name()))?;
-                    Ok(())
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        for r in results {
-            r?;
-            applied += 1;
+        for &params in passes {
+            let results: Vec<Result<()>> = stream::iter(&wave)
+                .map(|(kind, body)| {
+                    let client = client.clone();
+                    async move {
+                        let name = body["metadata"]["name"].as_str().unwrap_or_default();
+                        let ns = body["metadata"]["namespace"].as_str();
+                        let api = api(client, *kind, ns);
+                        api.patch(name, params, &Patch::Apply(body))
+                            .await
+                            .with_context(|| format!("apply {} {name}", kind.name()))?;
+                        Ok(())
+                    }
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+            for r in results {
+                r?;
+            }
         }
+        applied += wave.len();
     }
     if applied == 0 {
         bail!("no objects in {}", objects.display());

@@ -28,6 +28,10 @@ pub enum Tool {
     KubectlServer,
     /// The minimal server-side-apply client at a fixed concurrency: the ceiling.
     RawSsa,
+    /// The same client dry-running every object of a wave before writing it: the ceiling of a sync that
+    /// validates first, as tether does.
+    #[value(name = "raw-ssa-validated")]
+    RawValidated,
 }
 
 impl Tool {
@@ -38,6 +42,7 @@ impl Tool {
             Tool::KubectlClient => "kubectl-client",
             Tool::KubectlServer => "kubectl-server",
             Tool::RawSsa => "raw-ssa",
+            Tool::RawValidated => "raw-ssa-validated",
         }
     }
 
@@ -48,6 +53,7 @@ impl Tool {
             Tool::KubectlClient => "kubectl apply (client-side)",
             Tool::KubectlServer => "kubectl apply --server-side",
             Tool::RawSsa => "raw SSA client (ceiling)",
+            Tool::RawValidated => "raw SSA, dry-run first (validated ceiling)",
         }
     }
 }
@@ -390,8 +396,10 @@ struct Session<'a> {
 impl Session<'_> {
     fn unavailable(&self, scenario: Scenario) -> Option<String> {
         match (self.tool, scenario) {
-            (Tool::RawSsa, Scenario::FirstSync) => None,
-            (Tool::RawSsa, _) => Some("the ceiling is measured for the first sync only".into()),
+            (Tool::RawSsa | Tool::RawValidated, Scenario::FirstSync) => None,
+            (Tool::RawSsa | Tool::RawValidated, _) => {
+                Some("the ceiling is measured for the first sync only".into())
+            }
             (Tool::Tether, Scenario::Gc) if !self.ctx.tether_gc => {
                 Some("GC not available: tether daemon --help lists no --sync-garbage-collection".into())
             }
@@ -549,7 +557,7 @@ impl Session<'_> {
                 cmd.env_remove("KUBECONFIG");
                 cmd
             }
-            Tool::RawSsa => {
+            Tool::RawSsa | Tool::RawValidated => {
                 let exe = std::env::current_exe().unwrap_or_else(|_| "tether-bench".into());
                 let mut cmd = Command::new(exe);
                 cmd.arg("raw-apply")
@@ -559,6 +567,9 @@ impl Session<'_> {
                     .arg(&self.objects)
                     .arg("--concurrency")
                     .arg(self.concurrency.unwrap_or(32).to_string());
+                if self.tool == Tool::RawValidated {
+                    cmd.arg("--validate");
+                }
                 cmd
             }
         }
@@ -704,7 +715,7 @@ fn summary(tool: Tool, m: &Measured) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         }
-        Tool::RawSsa => out.trim().to_owned(),
+        Tool::RawSsa | Tool::RawValidated => out.trim().to_owned(),
     }
 }
 
