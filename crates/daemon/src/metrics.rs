@@ -44,9 +44,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `tether` prefix.
+    /// Registers every metric under the `tether` prefix, with the process's API request gate.
     pub fn new() -> Self {
+        Self::with_gate(&crate::throttle::Gate::shared())
+    }
+
+    /// [`Metrics::new`] showing this gate's limit and refusals.
+    pub fn with_gate(gate: &crate::throttle::Gate) -> Self {
         let mut registry = Registry::with_prefix("tether");
+        let (limit, refused) = gate.metrics();
+        registry.register(
+            "k8s_request_concurrency_limit",
+            "Requests tether sends the API server at once; below its maximum while the server refuses \
+             requests (429, priority and fairness), growing back as they are served",
+            limit,
+        );
+        registry.register(
+            "k8s_requests_refused",
+            "Requests the API server refused with 429, each sent again after its Retry-After",
+            refused,
+        );
         let syncs = Family::<ResultLabels, Counter>::default();
         registry.register("syncs", "Syncs by result and failure reason", syncs.clone());
         let sync_duration = Family::<ResultLabels, Histogram>::new_with_constructor(|| {
@@ -217,5 +234,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tether_automation_updates_total 2"), "{text}");
+    }
+
+    #[test]
+    fn the_api_request_limit_and_refusals_are_exported() {
+        let text = Metrics::with_gate(&crate::throttle::Gate::new(256)).encode();
+        assert!(
+            text.contains("tether_k8s_request_concurrency_limit 256"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tether_k8s_requests_refused_total 0"),
+            "{text}"
+        );
     }
 }

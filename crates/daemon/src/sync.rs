@@ -211,18 +211,12 @@ pub async fn client(timeout: std::time::Duration) -> anyhow::Result<kube::Client
         .layer(tower::retry::RetryLayer::new(
             kube::client::retry::RetryPolicy::server_retry(),
         ))
-        .layer(crate::throttle::GateLayer(crate::throttle::Gate::new(
-            MAX_IN_FLIGHT,
-        )))
+        .layer(crate::throttle::GateLayer(crate::throttle::Gate::shared()))
         .layer(tower::buffer::BufferLayer::new(1024));
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| anyhow::anyhow!("cannot build a Kubernetes client: {e}"))?;
     Ok(builder.with_layer(&stack).build())
 }
-
-/// Requests in flight toward the API server before it refuses any: above every concurrency tether sets
-/// (writes `--apply-concurrency`, LISTs 8), so only the server's 429s ever lower it.
-const MAX_IN_FLIGHT: usize = 256;
 
 impl Syncer {
     /// Connects to the cluster and opens the local clone. Nothing is fetched or applied yet.

@@ -5,17 +5,26 @@
 //! the limit, every round of retries met the same refusal (60 Secrets against a level of 3 seats took 86 s).
 //!
 //! Watches (long-lived) and Lease requests (leader election must renew on time) are never held back.
+//!
+//! One gate serves every client of the process ([`Gate::shared`]): the server's capacity for this agent does
+//! not grow with the number of clients it builds. Its limit and refusals are exported on `/metrics`.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tracing::{debug, info};
+
+/// Requests in flight toward the API server before it refuses any: above every concurrency tether sets
+/// (writes `--apply-concurrency`, LISTs 8), so only the server's 429s ever lower it.
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// How many requests may be in flight at once; shared by every clone of the client.
 #[derive(Debug)]
@@ -23,6 +32,10 @@ pub struct Gate {
     state: Mutex<State>,
     freed: Notify,
     max: f64,
+    /// The whole-number limit, as `/metrics` shows it.
+    limit_now: Gauge,
+    /// Answers that were 429.
+    refused: Counter,
 }
 
 #[derive(Debug)]
@@ -51,10 +64,20 @@ enum Answer {
 }
 
 impl Gate {
+    /// The process's gate, at [`MAX_IN_FLIGHT`].
+    pub fn shared() -> Arc<Self> {
+        static SHARED: OnceLock<Arc<Gate>> = OnceLock::new();
+        SHARED.get_or_init(|| Gate::new(MAX_IN_FLIGHT)).clone()
+    }
+
     /// A gate that starts (and at most stays) at `max` requests in flight.
     pub fn new(max: usize) -> Arc<Self> {
+        let limit_now = Gauge::default();
+        limit_now.set(max.max(1) as i64);
         let max = max.max(1) as f64;
         Arc::new(Gate {
+            limit_now,
+            refused: Counter::default(),
             state: Mutex::new(State {
                 limit: max,
                 in_flight: 0,
@@ -65,6 +88,11 @@ impl Gate {
             freed: Notify::new(),
             max,
         })
+    }
+
+    /// The current limit (a gauge) and the count of refused answers (a counter), to register on `/metrics`.
+    pub fn metrics(&self) -> (Gauge, Counter) {
+        (self.limit_now.clone(), self.refused.clone())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -107,23 +135,26 @@ impl Gate {
                 }
                 s.limit = grown;
             }
-            Answer::Refused if number >= s.round => {
-                // Half of what was really in flight: a nominal limit far above it would take several
-                // rounds (each a Retry-After long) to bite.
-                s.limit = (s.limit.min(s.in_flight as f64) / 2.0).max(1.0);
-                s.round = s.admitted;
-                let limit = s.limit as usize;
-                let quiet = s.told.is_none_or(|t| t.elapsed() > Duration::from_secs(30));
-                if quiet {
-                    s.told = Some(Instant::now());
-                    info!(component = "k8s", limit,
-                        "the API server is refusing requests (429, priority and fairness): sending fewer at once");
-                } else {
-                    debug!(component = "k8s", limit, "429 again: sending fewer at once");
+            Answer::Refused => {
+                self.refused.inc();
+                if number >= s.round {
+                    // Half of what was really in flight: a nominal limit far above it would take several
+                    // rounds (each a Retry-After long) to bite.
+                    s.limit = (s.limit.min(s.in_flight as f64) / 2.0).max(1.0);
+                    s.round = s.admitted;
+                    let limit = s.limit as usize;
+                    let quiet = s.told.is_none_or(|t| t.elapsed() > Duration::from_secs(30));
+                    if quiet {
+                        s.told = Some(Instant::now());
+                        info!(component = "k8s", limit,
+                            "the API server is refusing requests (429, priority and fairness): sending fewer at once");
+                    } else {
+                        debug!(component = "k8s", limit, "429 again: sending fewer at once");
+                    }
                 }
             }
-            Answer::Refused => {}
         }
+        self.limit_now.set(s.limit.floor() as i64);
     }
 }
 
@@ -239,6 +270,32 @@ mod tests {
             gate.answered(p.number, Answer::Refused);
         }
         assert_eq!(gate.limit(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_metrics_show_the_whole_limit_and_every_refusal() {
+        let gate = Gate::new(64);
+        let (limit, refused) = gate.metrics();
+        assert_eq!((limit.get(), refused.get()), (64, 0));
+        let round: Vec<Permit> = admit_n(&gate, 20).await;
+        for p in &round {
+            gate.answered(p.number, Answer::Refused);
+        }
+        // One cut for the round, but twenty refusals counted.
+        assert_eq!((limit.get(), refused.get()), (10, 20));
+        drop(round);
+        // About one more per round of ten served answers; the gauge shows whole requests only.
+        let mut answers = 0;
+        while limit.get() == 10 && answers < 20 {
+            let p = gate.admit().await;
+            gate.answered(p.number, Answer::Served);
+            answers += 1;
+        }
+        assert_eq!(limit.get(), 11);
+        assert!(
+            (10..=11).contains(&answers),
+            "{answers} answers to grow by one"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! tether with namespace-scoped rights only (unlike Flux v1's cluster-admin).
 
-use crate::support::{Run, World};
+use crate::support::{free_addr, http_get, wait_for, Daemon, Run, World};
 
 /// Creates the test's namespace and lets the unprivileged `tether-user` read and write `resources` in it
 /// (and nothing else); its kubeconfig.
@@ -178,6 +178,22 @@ spec:
     (user_kubeconfig, ThrottledLevel { _dir: dir, file })
 }
 
+/// `count` Secrets in namespace `n` (files `sNN.yaml`), each value registered as a secret of the test and
+/// unique to `tag`.
+fn secrets(n: &str, count: usize, tag: &str) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("s{i:02}.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: {}\n",
+                    tether_testenv::secret(format!("value-{i:02}-{tag}-of-{n}"))
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The file of a [`throttled_level`].
 struct ThrottledLevel {
     _dir: tempfile::TempDir,
@@ -197,18 +213,7 @@ fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
     // commit that happened not to be throttled is followed by another, up to three.
     let mut throttled = false;
     for attempt in 0..3 {
-        let files: Vec<(String, String)> = (0..8)
-            .map(|i| {
-                (
-                    format!("s{i:02}.yaml"),
-                    format!(
-                        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: {}\n",
-                        tether_testenv::secret(format!("value-{i:02}-{attempt}-of-{n}"))
-                    ),
-                )
-            })
-            .collect();
-        crate::support::write(&w.repo, &files);
+        crate::support::write(&w.repo, &secrets(&n, 8, &attempt.to_string()));
         w.repo.commit(&format!("8 secrets, attempt {attempt}"));
         let before = rejected_at(&w, &n);
         let run = once_as_tether_user(&w, &user_kubeconfig, &["--apply-concurrency", "32"]);
@@ -241,18 +246,7 @@ fn a_throttling_api_server_is_sent_fewer_requests_at_once() {
     let n = w.n.clone();
     let (user_kubeconfig, apf) = throttled_level(&w, &n);
     const SECRETS: usize = 60;
-    let files: Vec<(String, String)> = (0..SECRETS)
-        .map(|i| {
-            (
-                format!("s{i:02}.yaml"),
-                format!(
-                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{i:02}\n  namespace: {n}\nstringData:\n  k: {}\n",
-                    tether_testenv::secret(format!("value-{i:02}-of-{n}"))
-                ),
-            )
-        })
-        .collect();
-    crate::support::write(&w.repo, &files);
+    crate::support::write(&w.repo, &secrets(&n, SECRETS, "once"));
     w.repo.commit("60 secrets");
     let before = rejected_at(&w, &n);
     let started = std::time::Instant::now();
@@ -275,6 +269,80 @@ fn a_throttling_api_server_is_sent_fewer_requests_at_once() {
         "{}",
         run.stderr()
     );
+    w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
+    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
+}
+
+#[test]
+fn a_throttled_agent_shows_its_lowered_limit_and_the_refusals_on_its_metrics() {
+    // The running agent, as the same throttled identity: an operator sees on /metrics that the API server
+    // refused requests and that tether sends fewer at once, not only in a log line.
+    let w = World::new("apf-metrics");
+    let n = w.n.clone();
+    let (user_kubeconfig, apf) = throttled_level(&w, &n);
+    // The agent also watches what it applied.
+    w.kubectl(&[
+        "-n",
+        &n,
+        "create",
+        "role",
+        "tether-watch",
+        "--verb=watch",
+        "--resource=configmaps,secrets",
+    ]);
+    w.kubectl(&[
+        "-n",
+        &n,
+        "create",
+        "rolebinding",
+        "tether-watch",
+        "--role=tether-watch",
+        "--user=tether-user",
+    ]);
+    crate::support::write(&w.repo, &secrets(&n, 60, "agent"));
+    w.repo.commit("60 secrets");
+    let metrics = free_addr();
+    let url = w.repo.file_url();
+    let mut cmd = w.command(&[
+        "daemon",
+        "--git-url",
+        &url,
+        "--k8s-allow-namespace",
+        &n,
+        "--namespace",
+        &n,
+        "--apply-concurrency",
+        "32",
+        "--listen-metrics",
+        &metrics,
+        "--git-poll-interval",
+        "1h",
+        "--sync-interval",
+        "1h",
+    ]);
+    cmd.env("KUBECONFIG", &user_kubeconfig);
+    let agent = Daemon::spawn(cmd);
+    wait_for(
+        "the agent's first sync",
+        std::time::Duration::from_secs(120),
+        || {
+            std::net::TcpStream::connect(&metrics).is_ok()
+                && http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200")
+        },
+    );
+    let text = http_get(&metrics, "/metrics");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} on /metrics:\n{text}\n{}", agent.log()))
+    };
+    let refused = value("tether_k8s_requests_refused_total");
+    let limit = value("tether_k8s_request_concurrency_limit");
+    eprintln!("refused {refused}, limit now {limit}");
+    assert!(refused > 0.0, "no refusal counted:\n{text}");
+    // Halved on refusals and grown back by about one per round of answers since: far below 256.
+    assert!(limit < 256.0, "the limit was never lowered:\n{text}");
+    drop(agent);
     w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
     w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
