@@ -17,6 +17,7 @@ mod session;
 mod warm;
 mod workload;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -283,14 +284,19 @@ fn bench(args: BenchArgs) -> Result<bool> {
         }
     };
     for &n in args.sizes.iter().filter(|_| !args.offline_only) {
-        // The ceiling: one first sync per concurrency level, then the fastest level is repeated below.
-        let mut best: Option<(usize, f64)> = None;
-        if tools.contains(&Tool::RawSsa) || tools.contains(&Tool::RawValidated) {
+        // Each ceiling: one first sync per concurrency level, then its fastest level is repeated below.
+        let mut best: BTreeMap<Tool, (usize, f64)> = BTreeMap::new();
+        for ceiling in [Tool::RawSsa, Tool::RawValidated] {
+            if !tools.contains(&ceiling) {
+                continue;
+            }
             for &c in &args.sweep {
-                let s = run_session(Tool::RawSsa, n, None, Some(c), &[Scenario::FirstSync])?;
+                let s = run_session(ceiling, n, None, Some(c), &[Scenario::FirstSync])?;
                 for x in s {
-                    if x.status == Status::Ok && best.is_none_or(|(_, t)| x.wall_s < t) {
-                        best = Some((c, x.wall_s));
+                    if x.status == Status::Ok
+                        && best.get(&ceiling).is_none_or(|&(_, t)| x.wall_s < t)
+                    {
+                        best.insert(ceiling, (c, x.wall_s));
                     }
                     sweep.push(x);
                 }
@@ -302,9 +308,8 @@ fn bench(args: BenchArgs) -> Result<bool> {
             order.rotate_left(rep % tools.len().max(1));
             for &tool in &order {
                 let (scenarios, c): (&[Scenario], _) = match tool {
-                    // Both ceilings at the concurrency the sweep found fastest for the plain one.
-                    Tool::RawSsa | Tool::RawValidated => match best {
-                        Some((c, _)) => (&[Scenario::FirstSync], Some(c)),
+                    Tool::RawSsa | Tool::RawValidated => match best.get(&tool) {
+                        Some(&(c, _)) => (&[Scenario::FirstSync], Some(c)),
                         None => continue,
                     },
                     _ => (&Scenario::ALL, None),

@@ -64,9 +64,10 @@ pub async fn run(
                         let name = body["metadata"]["name"].as_str().unwrap_or_default();
                         let ns = body["metadata"]["namespace"].as_str();
                         let api = api(client, *kind, ns);
+                        let verb = if params.dry_run { "dry-run" } else { "apply" };
                         api.patch(name, params, &Patch::Apply(body))
                             .await
-                            .with_context(|| format!("apply {} {name}", kind.name()))?;
+                            .with_context(|| format!("{verb} {} {name}", kind.name()))?;
                         Ok(())
                     }
                 })

@@ -440,8 +440,14 @@ pub fn markdown(
             }
             s.push('\n');
         }
-        let sw: Vec<&Sample> = sweep.iter().filter(|x| x.n == n).collect();
-        if !sw.is_empty() {
+        for ceiling in [Tool::RawSsa, Tool::RawValidated] {
+            let sw: Vec<&Sample> = sweep
+                .iter()
+                .filter(|x| x.n == n && x.tool == ceiling)
+                .collect();
+            if sw.is_empty() {
+                continue;
+            }
             let cells: Vec<String> = sw
                 .iter()
                 .map(|x| {
@@ -458,7 +464,8 @@ pub fn markdown(
                 .collect();
             let _ = writeln!(
                 s,
-                "Ceiling concurrency sweep at N = {n} (one run each, fresh state): {}\n",
+                "Concurrency sweep of the {} at N = {n} (one run each, fresh state): {}\n",
+                ceiling.label(),
                 cells.join(", ")
             );
         }
