@@ -91,6 +91,10 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
         }
     }
     assert!(stdout.contains("| raw SSA client (ceiling) c="), "{stdout}");
+    assert!(
+        stdout.contains("| raw SSA, dry-run first (validated ceiling) c="),
+        "{stdout}"
+    );
     // Commit to applied, with a webhook and with polling, each over the commits asked for.
     assert!(
         stdout.contains("| signed webhook (poll interval 1 h) | 2 |")
@@ -149,6 +153,17 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
         raw[col("writes")],
         "30",
         "the ceiling client applies each object once"
+    );
+    // The validated ceiling dry-runs each object once, then writes it once.
+    let validated = &rows[&("raw-ssa-validated".to_owned(), "first-sync".to_owned())];
+    assert_eq!(validated[col("status")], "ok");
+    assert_eq!(
+        (
+            validated[col("dry_runs")].as_str(),
+            validated[col("writes")].as_str()
+        ),
+        ("30", "30"),
+        "{csv}"
     );
 
     let tether = |sc: &str| &rows[&("tether".to_owned(), sc.to_owned())];
