@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::automation::Env;
-use crate::support::{free_addr, http, http_get, namespace as ns, wait_for, Daemon, Run};
+use crate::support::{free_addr, http, namespace as ns, wait_for, Daemon, Run};
 
 /// A running agent and where its API is.
 pub(crate) struct Agent {
@@ -45,10 +45,7 @@ pub(crate) fn start_with(
     let mut cmd = e.w.command(&args);
     tweak(&mut cmd);
     let daemon = crate::support::Daemon::spawn(cmd);
-    wait_for("the agent's first sync", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(&metrics).is_ok()
-            && http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200")
-    });
+    crate::support::wait_ready(&metrics, Duration::from_secs(60));
     Agent {
         daemon,
         url: format!("http://{api}"),

@@ -1,6 +1,6 @@
 //! tether with namespace-scoped rights only (unlike Flux v1's cluster-admin).
 
-use crate::support::{free_addr, http_get, wait_for, Daemon, Run, World};
+use crate::support::{free_addr, http_get, Daemon, Run, World};
 
 /// Creates the test's namespace and lets the unprivileged `tether-user` read and write `resources` in it
 /// (and nothing else); its kubeconfig.
@@ -322,14 +322,7 @@ fn a_throttled_agent_shows_its_lowered_limit_and_the_refusals_on_its_metrics() {
     ]);
     cmd.env("KUBECONFIG", &user_kubeconfig);
     let agent = Daemon::spawn(cmd);
-    wait_for(
-        "the agent's first sync",
-        std::time::Duration::from_secs(120),
-        || {
-            std::net::TcpStream::connect(&metrics).is_ok()
-                && http_get(&metrics, "/readyz").starts_with("HTTP/1.1 200")
-        },
-    );
+    crate::support::wait_ready(&metrics, std::time::Duration::from_secs(120));
     let text = http_get(&metrics, "/metrics");
     let value = |name: &str| -> f64 {
         text.lines()
