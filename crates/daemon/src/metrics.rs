@@ -55,13 +55,15 @@ impl Metrics {
         let (limit, refused) = gate.metrics();
         registry.register(
             "k8s_request_concurrency_limit",
-            "Requests tether sends the API server at once; below its maximum while the server refuses \
-             requests (429, priority and fairness), growing back as they are served",
+            "Requests tether may have in flight toward the API server (watches and Lease renewals aside): at \
+             most 256, cut to half of what was in flight when the server answers 429 (priority and \
+             fairness), grown back by about one per round of served answers",
             limit,
         );
         registry.register(
             "k8s_requests_refused",
-            "Requests the API server refused with 429, each sent again after its Retry-After",
+            "429 answers from the API server to gated requests (all but watches and Lease renewals); kube \
+             sends a refused request again after its Retry-After, within its retry budget",
             refused,
         );
         let syncs = Family::<ResultLabels, Counter>::default();

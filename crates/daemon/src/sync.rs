@@ -187,8 +187,14 @@ pub struct DriftRepair {
 }
 
 /// A Kubernetes client from KUBECONFIG or the in-cluster config in which every request has a deadline: a
-/// stalled API server fails a request, it does not hang the agent.
+/// stalled API server fails a request, it does not hang the agent. Its requests pass the process's
+/// [`crate::throttle::Gate`].
 pub async fn client(timeout: std::time::Duration) -> anyhow::Result<kube::Client> {
+    client_gated(timeout, true).await
+}
+
+/// [`client`], with or without the gate.
+async fn client_gated(timeout: std::time::Duration, gated: bool) -> anyhow::Result<kube::Client> {
     let mut config = kube::Config::infer().await.map_err(|e| {
         anyhow::anyhow!(
             "cannot build a Kubernetes client from KUBECONFIG or the in-cluster config: {e}"
@@ -207,11 +213,13 @@ pub async fn client(timeout: std::time::Duration) -> anyhow::Result<kube::Client
     // kube's retry policy (429/503/504 after the server's Retry-After), placed outside a gate that sends
     // fewer requests at once while the server refuses them (see `throttle`).
     config.default_retry = false;
+    // A client that is not held back still gets kube's retry policy.
+    let gate = gated.then(|| crate::throttle::GateLayer(crate::throttle::Gate::shared()));
     let stack = tower::ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(
             kube::client::retry::RetryPolicy::server_retry(),
         ))
-        .layer(crate::throttle::GateLayer(crate::throttle::Gate::shared()))
+        .option_layer(gate)
         .layer(tower::buffer::BufferLayer::new(1024));
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| anyhow::anyhow!("cannot build a Kubernetes client: {e}"))?;
@@ -293,7 +301,9 @@ impl Syncer {
     pub async fn watch_live(&mut self) -> anyhow::Result<()> {
         // A quiet watch sends nothing for minutes; its reads may wait until the server ends it.
         let timeout = Duration::from_secs(u64::from(tether_apply::live::WATCH_TIMEOUT_SECS) + 40);
-        let client = client(self.cfg.k8s_timeout.max(timeout)).await?;
+        // Not gated: a (re)list that may take that long must not hold the sync's writes behind it when the
+        // server throttles, and the cache sends one LIST and one watch per kind.
+        let client = client_gated(self.cfg.k8s_timeout.max(timeout), false).await?;
         self.engine
             .set_live(tether_apply::LiveCache::new(client, &self.cfg.sync_name));
         Ok(())

@@ -6,8 +6,9 @@
 //!
 //! Watches (long-lived) and Lease requests (leader election must renew on time) are never held back.
 //!
-//! One gate serves every client of the process ([`Gate::shared`]): the server's capacity for this agent does
-//! not grow with the number of clients it builds. Its limit and refusals are exported on `/metrics`.
+//! One gate serves the clients that write ([`Gate::shared`]: the sync's and image automation's): the server's
+//! capacity for this agent does not grow with the number of clients it builds. The watch cache's client is
+//! not gated. The limit and the refusals are exported on `/metrics`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +23,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tracing::{debug, info};
 
-/// Requests in flight toward the API server before it refuses any: above every concurrency tether sets
-/// (writes `--apply-concurrency`, LISTs 8), so only the server's 429s ever lower it.
+/// Requests in flight toward the API server before it refuses any: above what a sync sends at once (writes
+/// `--apply-concurrency`, LISTs 8) plus image automation's few, so only the server's 429s ever lower it.
 pub const MAX_IN_FLIGHT: usize = 256;
 
 /// How many requests may be in flight at once; shared by every clone of the client.

@@ -466,7 +466,6 @@ pub fn write(repo: &GitRepo, files: &[(String, String)]) {
     repo.write(&refs);
 }
 
-/// Polls `f` every 200 ms until it holds; fails naming `what` after `timeout`.
 /// Waits until the agent whose admin endpoints listen on `metrics` reports ready (its first sync succeeded).
 pub fn wait_ready(metrics: &str, timeout: std::time::Duration) {
     wait_for("the agent's first sync", timeout, || {
@@ -475,6 +474,7 @@ pub fn wait_ready(metrics: &str, timeout: std::time::Duration) {
     });
 }
 
+/// Polls `f` every 200 ms until it holds; fails naming `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !f() {
