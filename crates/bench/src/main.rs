@@ -286,7 +286,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
     for &n in args.sizes.iter().filter(|_| !args.offline_only) {
         // Each ceiling: one first sync per concurrency level, then its fastest level is repeated below.
         let mut best: BTreeMap<Tool, (usize, f64)> = BTreeMap::new();
-        for ceiling in [Tool::RawSsa, Tool::RawValidated] {
+        for ceiling in Tool::CEILINGS {
             if !tools.contains(&ceiling) {
                 continue;
             }
@@ -308,7 +308,7 @@ fn bench(args: BenchArgs) -> Result<bool> {
             order.rotate_left(rep % tools.len().max(1));
             for &tool in &order {
                 let (scenarios, c): (&[Scenario], _) = match tool {
-                    Tool::RawSsa | Tool::RawValidated => match best.get(&tool) {
+                    t if t.is_ceiling() => match best.get(&tool) {
                         Some(&(c, _)) => (&[Scenario::FirstSync], Some(c)),
                         None => continue,
                     },

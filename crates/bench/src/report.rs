@@ -227,7 +227,7 @@ pub fn targets(rows: &[Row], sizes: &[usize]) -> Vec<Target> {
             });
         }
         if let (Some(t), Some(raw)) = (tether_first, med(Tool::RawValidated, Scenario::FirstSync)) {
-            // No target: what tether adds to the requests any sync that validates every write must send.
+            // No target: a reference sending only the requests of a sync that validates every write first.
             out.push(Target {
                 n,
                 what:
@@ -393,7 +393,7 @@ pub fn markdown(
                 let Some(r) = row(rows, n, tool, sc) else {
                     continue;
                 };
-                let ceiling = matches!(tool, Tool::RawSsa | Tool::RawValidated);
+                let ceiling = tool.is_ceiling();
                 if ceiling && sc != Scenario::FirstSync {
                     continue;
                 }
@@ -440,7 +440,7 @@ pub fn markdown(
             }
             s.push('\n');
         }
-        for ceiling in [Tool::RawSsa, Tool::RawValidated] {
+        for ceiling in Tool::CEILINGS {
             let sw: Vec<&Sample> = sweep
                 .iter()
                 .filter(|x| x.n == n && x.tool == ceiling)

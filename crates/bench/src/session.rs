@@ -35,6 +35,14 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// The raw clients, measured for the first sync only, each at the fastest level of its own sweep.
+    pub const CEILINGS: [Tool; 2] = [Tool::RawSsa, Tool::RawValidated];
+
+    /// Whether this is one of [`Tool::CEILINGS`].
+    pub fn is_ceiling(self) -> bool {
+        Self::CEILINGS.contains(&self)
+    }
+
     /// Stable key for CSV/JSON.
     pub fn key(self) -> &'static str {
         match self {
@@ -396,8 +404,8 @@ struct Session<'a> {
 impl Session<'_> {
     fn unavailable(&self, scenario: Scenario) -> Option<String> {
         match (self.tool, scenario) {
-            (Tool::RawSsa | Tool::RawValidated, Scenario::FirstSync) => None,
-            (Tool::RawSsa | Tool::RawValidated, _) => {
+            (t, Scenario::FirstSync) if t.is_ceiling() => None,
+            (t, _) if t.is_ceiling() => {
                 Some("the ceiling is measured for the first sync only".into())
             }
             (Tool::Tether, Scenario::Gc) if !self.ctx.tether_gc => {

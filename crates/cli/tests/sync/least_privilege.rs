@@ -175,7 +175,32 @@ spec:
         "{seats} seats: too many to throttle 8 writes at once"
     );
 
-    (user_kubeconfig, ThrottledLevel { _dir: dir, file })
+    let mut remove_level = w.cluster.kubectl();
+    remove_level
+        .args(["delete", "-f"])
+        .arg(&file)
+        .arg("--wait=false");
+    let mut remove_namespace = w.cluster.kubectl();
+    remove_namespace.args(["delete", "namespace", n, "--wait=false"]);
+    (
+        user_kubeconfig,
+        ThrottledLevel {
+            _dir: dir,
+            cleanup: vec![remove_level, remove_namespace],
+        },
+    )
+}
+
+/// A [`throttled_level`] with `count` Secrets committed for tether-user to sync: the world, tether-user's
+/// kubeconfig, the level, and how many requests the server had refused at that level so far.
+fn throttled_secrets(name: &str, count: usize) -> (World, std::path::PathBuf, ThrottledLevel, u64) {
+    let w = World::new(name);
+    let n = w.n.clone();
+    let (user_kubeconfig, level) = throttled_level(&w, &n);
+    crate::support::write(&w.repo, &secrets(&n, count, name));
+    w.repo.commit(&format!("{count} secrets"));
+    let before = rejected_at(&w, &n);
+    (w, user_kubeconfig, level, before)
 }
 
 /// `count` Secrets in namespace `n` (files `sNN.yaml`), each value registered as a secret of the test and
@@ -194,10 +219,19 @@ fn secrets(n: &str, count: usize, tag: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The file of a [`throttled_level`].
+/// A [`throttled_level`]: its priority level, flow schema and namespace are deleted on drop, also when an
+/// assertion failed.
 struct ThrottledLevel {
     _dir: tempfile::TempDir,
-    file: std::path::PathBuf,
+    cleanup: Vec<std::process::Command>,
+}
+
+impl Drop for ThrottledLevel {
+    fn drop(&mut self) {
+        for cmd in &mut self.cleanup {
+            let _ = cmd.output();
+        }
+    }
 }
 
 #[test]
@@ -208,7 +242,7 @@ fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
     // times); this holds tether to a sync that completes rather than one that fails after its dry-runs.
     let w = World::new("apf");
     let n = w.n.clone();
-    let (user_kubeconfig, apf) = throttled_level(&w, &n);
+    let (user_kubeconfig, _level) = throttled_level(&w, &n);
     // Whether requests overlap at the server depends on how fast the client opens its connections, so a
     // commit that happened not to be throttled is followed by another, up to three.
     let mut throttled = false;
@@ -234,21 +268,15 @@ fn writes_the_api_server_throttles_are_sent_again_and_the_sync_completes() {
         throttled,
         "the API server never throttled the writes in three syncs, so nothing was tested"
     );
-    w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
-    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
 #[test]
 fn a_throttling_api_server_is_sent_fewer_requests_at_once() {
     // 60 Secrets at 32 writes in flight against a level of a few seats. Each refused request is sent again
     // after the server's Retry-After; at the same concurrency each round of retries met the same refusals.
-    let w = World::new("apf-adapt");
-    let n = w.n.clone();
-    let (user_kubeconfig, apf) = throttled_level(&w, &n);
     const SECRETS: usize = 60;
-    crate::support::write(&w.repo, &secrets(&n, SECRETS, "once"));
-    w.repo.commit("60 secrets");
-    let before = rejected_at(&w, &n);
+    let (w, user_kubeconfig, _level, before) = throttled_secrets("apf-adapt", SECRETS);
+    let n = w.n.clone();
     let started = std::time::Instant::now();
     let run = once_as_tether_user(&w, &user_kubeconfig, &["--apply-concurrency", "32"]);
     let rejected = rejected_at(&w, &n) - before;
@@ -269,17 +297,14 @@ fn a_throttling_api_server_is_sent_fewer_requests_at_once() {
         "{}",
         run.stderr()
     );
-    w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
-    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
 
 #[test]
 fn a_throttled_agent_shows_its_lowered_limit_and_the_refusals_on_its_metrics() {
     // The running agent, as the same throttled identity: an operator sees on /metrics that the API server
     // refused requests and that tether sends fewer at once, not only in a log line.
-    let w = World::new("apf-metrics");
+    let (w, user_kubeconfig, _level, before) = throttled_secrets("apf-metrics", 60);
     let n = w.n.clone();
-    let (user_kubeconfig, apf) = throttled_level(&w, &n);
     // The agent also watches what it applied.
     w.kubectl(&[
         "-n",
@@ -299,9 +324,6 @@ fn a_throttled_agent_shows_its_lowered_limit_and_the_refusals_on_its_metrics() {
         "--role=tether-watch",
         "--user=tether-user",
     ]);
-    crate::support::write(&w.repo, &secrets(&n, 60, "agent"));
-    w.repo.commit("60 secrets");
-    let before = rejected_at(&w, &n);
     let metrics = free_addr();
     let url = w.repo.file_url();
     let mut cmd = w.command(&[
@@ -346,7 +368,4 @@ fn a_throttled_agent_shows_its_lowered_limit_and_the_refusals_on_its_metrics() {
         limit <= 32.0,
         "the limit was not lowered to what was in flight:\n{text}"
     );
-    drop(agent);
-    w.kubectl(&["delete", "-f", apf.file.to_str().unwrap(), "--wait=false"]);
-    w.kubectl(&["delete", "namespace", &n, "--wait=false"]);
 }
