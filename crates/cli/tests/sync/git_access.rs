@@ -22,24 +22,23 @@ fn over_ssh(prefix: &str) -> (World, SshServer, String) {
     (w, SshServer::start(), head)
 }
 
+/// `--git-url`, `--git-ssh-key` and `--git-known-hosts`: how a test points tether at an SSH remote.
+fn ssh_source(url: &str, key: &std::path::Path, known_hosts: &std::path::Path) -> [String; 6] {
+    [
+        "--git-url".into(),
+        url.into(),
+        "--git-ssh-key".into(),
+        key.display().to_string(),
+        "--git-known-hosts".into(),
+        known_hosts.display().to_string(),
+    ]
+}
+
 #[test]
 fn syncs_over_ssh_with_a_write_key_and_moves_the_tag() {
     let (w, ssh, head) = over_ssh("ssh-rw");
-    let url = ssh.url(&w.repo);
-    let (key, kh) = (
-        ssh.rw_key.display().to_string(),
-        ssh.known_hosts.display().to_string(),
-    );
-    let summary = w
-        .once(&[
-            "--git-url",
-            &url,
-            "--git-ssh-key",
-            &key,
-            "--git-known-hosts",
-            &kh,
-        ])
-        .ok();
+    let source = ssh_source(&ssh.url(&w.repo), &ssh.rw_key, &ssh.known_hosts);
+    let summary = w.once(&source.each_ref().map(String::as_str)).ok();
     assert!(summary.contains("created=2"), "{summary}");
     assert_eq!(
         w.repo
@@ -58,19 +57,8 @@ fn syncs_over_ssh_with_a_write_key_and_moves_the_tag() {
 fn a_read_only_key_gives_one_actionable_line_and_git_readonly_syncs_with_a_secret() {
     let (w, ssh, head) = over_ssh("ssh-ro");
     let n = w.n.clone();
-    let url = ssh.url(&w.repo);
-    let (key, kh) = (
-        ssh.ro_key.display().to_string(),
-        ssh.known_hosts.display().to_string(),
-    );
-    let source = [
-        "--git-url",
-        url.as_str(),
-        "--git-ssh-key",
-        &key,
-        "--git-known-hosts",
-        &kh,
-    ];
+    let source = ssh_source(&ssh.url(&w.repo), &ssh.ro_key, &ssh.known_hosts);
+    let source = source.each_ref().map(String::as_str);
 
     let err = w.once(&source).failed();
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -116,21 +104,8 @@ fn a_read_only_key_gives_one_actionable_line_and_git_readonly_syncs_with_a_secre
 #[test]
 fn an_unknown_ssh_host_key_is_refused() {
     let (w, ssh, _) = over_ssh("ssh-hostkey");
-    let url = ssh.url(&w.repo);
-    let (key, kh) = (
-        ssh.rw_key.display().to_string(),
-        ssh.wrong_known_hosts.display().to_string(),
-    );
-    let err = w
-        .once(&[
-            "--git-url",
-            &url,
-            "--git-ssh-key",
-            &key,
-            "--git-known-hosts",
-            &kh,
-        ])
-        .failed();
+    let source = ssh_source(&ssh.url(&w.repo), &ssh.rw_key, &ssh.wrong_known_hosts);
+    let err = w.once(&source.each_ref().map(String::as_str)).failed();
     assert!(
         err.contains("not trusted") && err.contains("--git-known-hosts"),
         "{err}"
@@ -297,8 +272,6 @@ fn credentials_in_the_git_url_are_in_no_output_log_or_file_of_the_cache() {
     let (w, ssh, _) = over_ssh("url-pw");
     let password = tether_testenv::secret(format!("pw-in-the-url-{}", w.n));
     let token = tether_testenv::secret(format!("tok-in-the-url-{}", w.n));
-    let kh = ssh.known_hosts.display().to_string();
-    let key = ssh.rw_key.display().to_string();
     // A password pasted into an SSH URL (SSH authenticates with the key), a user:password and a bare token
     // in HTTP URLs (nothing listens on port 9: the fetch fails and its error names the URL).
     let urls = [
@@ -308,16 +281,9 @@ fn credentials_in_the_git_url_are_in_no_output_log_or_file_of_the_cache() {
         format!("http://{token}@127.0.0.1:9/r.git"),
     ];
     for url in &urls {
-        let flags = [
-            "--git-url",
-            url.as_str(),
-            "--git-ssh-key",
-            &key,
-            "--git-known-hosts",
-            &kh,
-            "--git-timeout",
-            "5s",
-        ];
+        let source = ssh_source(url, &ssh.rw_key, &ssh.known_hosts);
+        let mut flags = source.each_ref().map(String::as_str).to_vec();
+        flags.extend(["--git-timeout", "5s"]);
         // `--once` (its output is checked by `Run::of`) and the agent (its log, checked on drop).
         let err = w.once(&flags).failed();
         assert!(
