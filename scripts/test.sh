@@ -26,7 +26,8 @@ rm -rf "$tally"
 cargo test --workspace --locked -- --test-threads "${TETHER_TEST_THREADS:-4}"
 echo "== fault tally (quoted in docs/reliability.md)" >&2
 cat "$tally"/*.tsv | sort | awk -F'\t' '
-    { cases++; faults += $2; objects += $3; lost += $4; orphaned += $5
-      printf "  %s: %d fault(s); %d objects in Git, %d lost, %d orphaned\n", $1, $2, $3, $4, $5 }
-    END { printf "%d fault cases survived, %d faults injected, %d objects checked against Git: %d lost, %d orphaned\n",
-          cases, faults, objects, lost, orphaned }' >&2
+    { cases++; faults += $2; objects += $3; lost += $4; orphaned += $5; bystanders += $6; wrongful += $7
+      printf "  %s: %d fault(s); %d objects in Git, %d lost, %d orphaned; %d bystanders, %d deleted\n",
+             $1, $2, $3, $4, $5, $6, $7 }
+    END { printf "%d fault cases survived, %d faults injected, %d objects checked against Git: %d lost, %d orphaned; %d bystanders: %d wrongful deletions\n",
+          cases, faults, objects, lost, orphaned, bystanders, wrongful }' >&2

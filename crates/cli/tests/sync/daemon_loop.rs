@@ -205,6 +205,7 @@ fn a_stalled_api_server_fails_a_sync_instead_of_hanging_and_sigterm_ends_one_at_
 #[test]
 fn an_api_server_paused_mid_sync_fails_it_in_bounded_time_and_nothing_is_orphaned() {
     let w = World::new("paused");
+    w.plant_bystanders();
     let n = w.n.clone();
     let cms = |count: usize| {
         (0..count)

@@ -307,6 +307,7 @@ fn blob(n: &str, name: &str, bytes: usize) -> String {
 #[test]
 fn objects_a_failed_sync_wrote_are_collected_once_they_leave_git() {
     let w = World::new("gc-pending");
+    w.plant_bystanders();
     let n = w.n.clone();
     w.repo.write(&[
         ("ns.yaml", &ns(&n)),
@@ -349,6 +350,7 @@ fn objects_a_failed_sync_wrote_are_collected_once_they_leave_git() {
 #[test]
 fn a_lost_inventory_does_not_orphan_anything() {
     let w = World::new("gc-lost");
+    w.plant_bystanders();
     let n = w.n.clone();
     w.repo.write(&[
         ("ns.yaml", &ns(&n)),
@@ -424,6 +426,7 @@ fn kill_when(w: &World, extra: &[&str], started: impl Fn() -> bool) {
 #[test]
 fn a_sync_killed_mid_apply_leaves_nothing_orphaned() {
     let w = World::new("gc-kill");
+    w.plant_bystanders();
     let n = w.n.clone();
     many_config_maps(&w, 400);
     // kill -9 as soon as the first object exists: the sync is between its first and last write.
@@ -511,6 +514,7 @@ fn a_sync_does_not_silently_take_another_syncs_object() {
 #[test]
 fn a_sync_killed_while_collecting_finishes_the_job_at_the_next_one() {
     let w = World::new("gc-kill-prune");
+    w.plant_bystanders();
     let n = w.n.clone();
     many_config_maps(&w, 300);
     w.once_file(&[GC]).ok();
@@ -541,6 +545,7 @@ fn a_sync_killed_while_collecting_finishes_the_job_at_the_next_one() {
 #[test]
 fn an_inventory_edited_by_hand_stops_collection_with_its_fix_and_deletes_nothing() {
     let w = World::new("gc-edited");
+    w.plant_bystanders();
     let n = w.n.clone();
     w.repo.write(&[
         ("ns.yaml", &ns(&n)),
@@ -587,6 +592,7 @@ fn two_replicas_without_leader_election_on_different_revisions_orphan_nothing() 
     // --leader-elect): whatever order their writes land in, the next sync of the real head leaves exactly
     // Git's objects carrying the sync's label.
     let w = World::new("gc-twins");
+    w.plant_bystanders();
     let n = w.n.clone();
     let old = tether_testenv::GitRepo::new();
     old.write(&[

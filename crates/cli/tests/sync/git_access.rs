@@ -134,6 +134,7 @@ fn bad_flags_fail_at_start_with_exit_64() {
 #[test]
 fn a_remote_that_vanishes_fails_the_sync_and_a_rewritten_history_is_followed() {
     let w = World::new("remote-faults");
+    w.plant_bystanders();
     let n = w.n.clone();
     configmaps_a_and_b(&w);
     w.repo.commit("first");
@@ -218,6 +219,7 @@ fn loose_objects(bare: &std::path::Path) -> std::collections::BTreeSet<std::path
 #[test]
 fn a_corrupted_remote_fails_the_sync_without_collecting_and_recovers_once_repaired() {
     let w = World::new("remote-corrupt");
+    w.plant_bystanders();
     let n = w.n.clone();
     configmaps_a_and_b(&w);
     let first = w.repo.commit("first");

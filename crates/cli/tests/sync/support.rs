@@ -11,6 +11,8 @@ pub struct World {
     pub cache: tempfile::TempDir,
     /// Unique prefix for every name this test creates.
     pub n: String,
+    /// [`World::plant_bystanders`] was called.
+    planted: std::sync::atomic::AtomicBool,
 }
 
 impl World {
@@ -20,6 +22,7 @@ impl World {
             repo: GitRepo::new(),
             cache: tempfile::tempdir().unwrap(),
             n: tether_testenv::unique_name(prefix),
+            planted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -109,6 +112,8 @@ pub struct Convergence {
     pub orphaned: Vec<String>,
     /// Objects Git declares.
     pub declared: usize,
+    /// Bystanders planted, and those deleted wrongfully (`None`: the test planted none).
+    pub bystanders: Option<(usize, Vec<String>)>,
 }
 
 /// Every kind the test server can list, as `kubectl get` takes them (Events left out: never labelled).
@@ -131,14 +136,63 @@ fn listable_kinds(cluster: &Cluster) -> &'static str {
 
 /// `group/kind/namespace/name` of an object as written (no namespace: `-`).
 fn key(object: &serde_json::Value) -> (String, Option<String>) {
-    let api_version = object["apiVersion"].as_str().unwrap_or_default();
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let id = id_of(object);
+    (
+        format!("{}/{}/{}", id.group, id.kind, id.name),
+        id.namespace,
+    )
+}
+
+/// The id of an object, as tether's plan would make it.
+fn id_of(object: &serde_json::Value) -> tether_core::ObjectId {
     let ns = object["metadata"]["namespace"]
         .as_str()
         .filter(|s| !s.is_empty());
-    (format!("{group}/{kind}/{name}"), ns.map(str::to_owned))
+    tether_core::ObjectId::new(
+        object["apiVersion"].as_str().unwrap_or_default(),
+        object["kind"].as_str().unwrap_or_default(),
+        ns,
+        object["metadata"]["name"].as_str().unwrap_or_default(),
+    )
+}
+
+/// True when `object` carries the owner mark sync `sync` gives it: tether writes the label and the mark in one
+/// apply, so an object with the label but without its mark was not made by tether (a label copied by hand).
+fn owned_by(sync: &str, object: &serde_json::Value) -> bool {
+    object["metadata"]["annotations"][tether_plan::OWNER_ANNOTATION].as_str()
+        == Some(tether_plan::owner_mark(sync, &id_of(object)).as_str())
+}
+
+/// The objects [`World::plant_bystanders`] makes beside a fault test's own, in namespace `{n}-bystanders`:
+/// (name, labels, annotations) of ConfigMaps tether must never delete, whatever fault a test injects.
+fn bystanders(n: &str) -> [(&'static str, String, String); 3] {
+    let other = format!("{n}-other");
+    let other_id = tether_core::ObjectId::new(
+        "v1",
+        "ConfigMap",
+        Some(&format!("{n}-bystanders")),
+        "other-sync",
+    );
+    [
+        // Made by hand or another tool: no label at all.
+        ("unlabelled", String::new(), String::new()),
+        // Another sync name's object, with its label and owner mark.
+        (
+            "other-sync",
+            format!("{}: {other}", tether_plan::SYNC_LABEL),
+            format!(
+                "{}: {}",
+                tether_plan::OWNER_ANNOTATION,
+                tether_plan::owner_mark(&other, &other_id)
+            ),
+        ),
+        // This sync's label copied onto an object by hand, without the owner mark.
+        (
+            "look-alike",
+            format!("{}: {n}", tether_plan::SYNC_LABEL),
+            String::new(),
+        ),
+    ]
 }
 
 impl World {
@@ -175,7 +229,7 @@ impl World {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+            .filter(|o| o["metadata"]["deletionTimestamp"].is_null() && owned_by(sync, o))
             .map(key)
             .collect();
         // A manifest without a namespace matches its object in whichever namespace it was defaulted to.
@@ -197,30 +251,67 @@ impl World {
                 .map(show)
                 .collect(),
             declared: declared.len(),
+            bystanders: self.bystanders_deleted(),
         }
     }
 
-    /// Asserts that, after `faults` injected faults, this test's sync owns exactly what Git declares, and
-    /// records the case for the tally ([`FAULT_TALLY`]).
-    pub fn survived(&self, case: &str, faults: usize) {
-        self.survived_as(&self.n.clone(), case, faults);
+    /// Makes the objects of [`bystanders`] (and their namespace). Fault tests call it before their first
+    /// fault; [`World::survived`] fails if any of them is gone or being deleted.
+    pub fn plant_bystanders(&self) {
+        let ns = format!("{}-bystanders", self.n);
+        let mut yaml = namespace(&ns);
+        for (name, labels, annotations) in bystanders(&self.n) {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  \
+                 labels: {{{labels}}}\n  annotations: {{{annotations}}}\ndata:\n  owner: not tether\n"
+            ));
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), yaml).unwrap();
+        self.kubectl(&["apply", "-f", file.path().to_str().unwrap()]);
+        self.planted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// [`World::survived`] for sync name `sync`.
-    pub fn survived_as(&self, sync: &str, case: &str, faults: usize) {
-        let c = self.convergence(sync);
+    /// The bystanders that are gone or being deleted, and how many were planted (`None`: none planted).
+    fn bystanders_deleted(&self) -> Option<(usize, Vec<String>)> {
+        if !self.planted.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let ns = format!("{}-bystanders", self.n);
+        let all = bystanders(&self.n);
+        let gone = all
+            .iter()
+            .filter(|(name, _, _)| {
+                self.get(&["-n", &ns, "configmap", name])
+                    .is_none_or(|o| !o["metadata"]["deletionTimestamp"].is_null())
+            })
+            .map(|(name, _, _)| format!("{ns}:configmap/{name}"))
+            .collect();
+        Some((all.len(), gone))
+    }
+
+    /// Asserts that, after `faults` injected faults, this test's sync owns exactly what Git declares and every
+    /// bystander is still there, and records the case for the tally ([`FAULT_TALLY`]).
+    pub fn survived(&self, case: &str, faults: usize) {
+        let c = self.convergence(&self.n);
+        let (planted, deleted) = c
+            .bystanders
+            .clone()
+            .unwrap_or_else(|| panic!("{case}: plant_bystanders() before the first fault"));
         assert!(
-            c.lost.is_empty() && c.orphaned.is_empty(),
-            "{case}: lost {:?}, orphaned {:?}",
+            c.lost.is_empty() && c.orphaned.is_empty() && deleted.is_empty(),
+            "{case}: lost {:?}, orphaned {:?}, bystanders deleted {deleted:?}",
             c.lost,
             c.orphaned
         );
         std::fs::create_dir_all(FAULT_TALLY).unwrap();
         let line = format!(
-            "{case}\t{faults}\t{}\t{}\t{}\n",
+            "{case}\t{faults}\t{}\t{}\t{}\t{planted}\t{}\n",
             c.declared,
             c.lost.len(),
-            c.orphaned.len()
+            c.orphaned.len(),
+            deleted.len()
         );
         std::fs::write(format!("{FAULT_TALLY}/{}.tsv", self.n), line).unwrap();
     }

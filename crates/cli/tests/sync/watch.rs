@@ -202,6 +202,7 @@ fn a_writer_that_keeps_changing_a_field_is_reported_once_and_then_left_alone() {
 #[test]
 fn a_watch_dropped_by_an_api_server_restart_resumes_and_misses_nothing() {
     let w = World::new("watch-restart");
+    w.plant_bystanders();
     let first = repo(&w);
     let mut api = w.cluster.private_api_server();
     let d = daemon(&w, Some(&api.kubeconfig));
