@@ -889,11 +889,7 @@ impl Engine {
         for (i, res) in results {
             let e = &entries[i];
             match res {
-                Err(error) => failures.push(ObjectFailure {
-                    id: e.desired.id.clone(),
-                    at: e.desired.source.clone(),
-                    error,
-                }),
+                Err(error) => failures.push(ObjectFailure::of(&e.desired, error)),
                 Ok(false) => {
                     // Only the server's normalisation differed (e.g. `0.5` → `500m`): nothing to write.
                     if let (Some(cache), Some(live)) = (&self.live, &e.live) {
@@ -974,11 +970,7 @@ impl Engine {
                     info!(component = "apply", object = %d.id, source = %d.source, action);
                     outcomes.insert(d.id.clone(), outcome);
                 }
-                Err(error) => failures.push(ObjectFailure {
-                    id: d.id.clone(),
-                    at: d.source.clone(),
-                    error,
-                }),
+                Err(error) => failures.push(ObjectFailure::of(d, error)),
             }
         }
         failures

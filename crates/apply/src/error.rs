@@ -17,6 +17,26 @@ pub struct ObjectFailure {
 }
 
 impl ObjectFailure {
+    /// The failure of `desired`. What the server said about a Secret is kept without the Secret's values
+    /// (its answers may quote them, and so may an admission webhook): this is what logs, notifications and
+    /// Events show.
+    pub fn of(desired: &tether_plan::Desired, mut error: kube::Error) -> Self {
+        if let kube::Error::Api(status) = &mut error {
+            if tether_plan::secret::is_secret(&desired.kind) {
+                let secrets = desired
+                    .body_value()
+                    .map(|b| tether_plan::secret::values(&b))
+                    .unwrap_or_default();
+                status.message = tether_plan::secret::redact(&status.message, &secrets);
+            }
+        }
+        ObjectFailure {
+            id: desired.id.clone(),
+            at: desired.source.clone(),
+            error,
+        }
+    }
+
     /// The API server's own message when it answered, else the client's.
     pub fn message(&self) -> String {
         match &self.error {

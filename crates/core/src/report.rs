@@ -19,6 +19,24 @@ pub fn lines<T: Display>(items: &[T]) -> String {
     out
 }
 
+/// Text from a repository (a file name, an object name) as a message shows it: control characters escaped
+/// (`\n`, `\u{1b}`), so a name holding a newline cannot start a forged line of output, and everything else as
+/// written.
+pub struct Shown<'a>(pub &'a str);
+
+impl Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// [`lines`] as a `Display`, for `thiserror` format strings.
 pub struct Lines<'a, T>(pub &'a [T]);
 
@@ -39,5 +57,14 @@ mod tests {
         assert_eq!(text.lines().count(), SHOWN + 2, "{text}");
         assert!(text.ends_with("… and 150 more"), "{text}");
         assert_eq!(lines(&[1, 2]), "\n  1\n  2");
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            Shown("evil\nlevel=error\t\u{1b}[31m.yaml").to_string(),
+            "evil\\nlevel=error\\t\\u{1b}[31m.yaml"
+        );
+        assert_eq!(Shown("café/ünï.yaml").to_string(), "café/ünï.yaml");
     }
 }

@@ -9,6 +9,7 @@ pub mod drift;
 pub mod gc;
 mod kinds;
 mod prepare;
+pub mod secret;
 mod stage;
 #[cfg(test)]
 mod test_support;

@@ -210,11 +210,23 @@ impl<'a> Preparer<'a> {
                     .as_deref()
                     .and_then(|ns| namespace_problem(ns).map(|p| ("metadata.namespace", ns, p)))
             });
+        let secret = (crate::secret::is_secret(&kind))
+            .then(|| crate::secret::problem(&r.object))
+            .flatten();
+        if let Some(message) = secret {
+            self.errors.push(PlanError {
+                at: r.source.clone(),
+                id: None,
+                message,
+                cause: Cause::Manifest,
+            });
+            return None;
+        }
         if let Some((field, value, problem)) = bad {
             self.errors.push(PlanError {
                 at: r.source.clone(),
                 id: None,
-                message: format!("{field} '{value}' {problem}"),
+                message: format!("{field} '{}' {problem}", tether_core::report::Shown(value)),
                 cause: Cause::Manifest,
             });
             return None;
@@ -471,42 +483,14 @@ pub fn decide(desired: &Desired, live: Option<&Value>) -> Action {
     let Ok(mut body) = desired.body_value() else {
         return Action::Verify;
     };
-    if is_secret(desired) {
-        fold_string_data(&mut body);
+    if crate::secret::is_secret(&desired.kind) {
+        crate::secret::fold_string_data(&mut body);
     }
     let unchanged = is_subset(&body, live);
     if unchanged {
         Action::Unchanged
     } else {
         Action::Verify
-    }
-}
-
-fn is_secret(desired: &Desired) -> bool {
-    desired.kind.group.is_empty() && desired.kind.kind == "Secret"
-}
-
-/// A Secret's body as the server stores it: `stringData` folded into `data`, base64-encoded (the server
-/// never returns `stringData`, so comparing it as written would see drift at every resync).
-fn fold_string_data(body: &mut Value) {
-    use base64::Engine as _;
-    let Some(map) = body.as_object_mut() else {
-        return;
-    };
-    let Some(Value::Object(strings)) = map.remove("stringData") else {
-        return;
-    };
-    let data = map
-        .entry("data")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Some(data) = data.as_object_mut() {
-        for (k, v) in strings {
-            let text = v.as_str().unwrap_or_default();
-            data.insert(
-                k,
-                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
-            );
-        }
     }
 }
 

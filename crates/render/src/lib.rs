@@ -479,6 +479,23 @@ fn collect_units(
             if e.file_name() == ".git" {
                 return false;
             }
+            if e.file_name().to_str().is_none() && (e.file_type().is_dir() || is_manifest_name(e)) {
+                refused.push(FileError {
+                    at: Provenance {
+                        file: e
+                            .path()
+                            .strip_prefix(root)
+                            .unwrap_or(e.path())
+                            .to_string_lossy()
+                            .into_owned(),
+                        line: 1,
+                    },
+                    message: "has a name that is not UTF-8 (shown with \u{fffd} for the bytes that are not); \
+                              tether names every file it reads in its messages: rename it"
+                        .into(),
+                });
+                return false;
+            }
             if !e.file_type().is_dir() {
                 return true;
             }
@@ -507,7 +524,7 @@ fn collect_units(
                 // A link to an ancestor of the checkout is a loop to walkdir, but first it leaves the checkout.
                 let message = match checkout.resolve(&file) {
                     Err(outside) if !outside.starts_with("cannot resolve") => outside,
-                    _ => format!("cannot list: {e}"),
+                    _ => walk_problem(root, &e),
                 };
                 errors.push(FileError {
                     at: Provenance { file, line: 1 },
@@ -519,11 +536,10 @@ fn collect_units(
         if entry.file_type().is_dir() {
             continue;
         }
-        let name = entry.file_name().to_str().unwrap_or("");
-        if entry.depth() > 0 && name == generate::CONFIG_FILE {
+        if entry.depth() > 0 && entry.file_name() == generate::CONFIG_FILE {
             continue;
         }
-        if entry.depth() == 0 || name.ends_with(".yaml") || name.ends_with(".yml") {
+        if entry.depth() == 0 || is_manifest_name(&entry) {
             // Devices, pipes and links out of the checkout are named by the read, never opened blindly.
             if let Some(rel) = relative(root, entry.path()) {
                 out.push(Unit::File(rel));
@@ -537,6 +553,41 @@ fn collect_units(
             .filter_map(|k| relative(root, k))
             .map(Unit::Kustomization),
     );
+}
+
+/// True for `*.yaml` and `*.yml`, whatever the rest of the name is made of.
+fn is_manifest_name(e: &walkdir::DirEntry) -> bool {
+    let name = e.file_name().as_encoded_bytes();
+    name.ends_with(b".yaml") || name.ends_with(b".yml")
+}
+
+/// What a walk error means to whoever wrote the repository, without the agent's own paths.
+fn walk_problem(root: &Path, e: &walkdir::Error) -> String {
+    if let Some(ancestor) = e.loop_ancestor() {
+        let shown = relative(root, ancestor)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "the repository root".into());
+        return format!(
+            "is a link to {shown}, a directory it is itself in (a loop); remove the link"
+        );
+    }
+    let is_link = e.path().is_some_and(|p| p.is_symlink());
+    match (e.io_error().map(std::io::Error::kind), is_link) {
+        (Some(std::io::ErrorKind::NotFound), true) => {
+            let target = e
+                .path()
+                .and_then(|p| std::fs::read_link(p).ok())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!(
+                "is a link to '{}', which does not exist in this revision; remove the link or commit what it \
+                 points to",
+                tether_core::report::Shown(&target)
+            )
+        }
+        (Some(kind), _) => format!("cannot list: {kind}"),
+        (None, _) => format!("cannot list: {e}"),
+    }
 }
 
 fn relative(root: &Path, p: &Path) -> Option<String> {

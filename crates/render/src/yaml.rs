@@ -109,7 +109,7 @@ pub(crate) fn parse_file(
                         file: file.to_owned(),
                         line: line - leading + rel - 1,
                     },
-                    message: format!("invalid YAML: {}", first_line(&e.to_string())),
+                    message: yaml_problem(&e),
                 });
                 continue;
             }
@@ -122,23 +122,26 @@ pub(crate) fn parse_file(
             continue;
         }
         if is_list(&value) {
-            for item in value
+            for (i, item) in value
                 .get("items")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
+                .enumerate()
             {
-                push_object(item.clone(), &at, out, errors);
+                push_object(item.clone(), &at, Some(i + 1), out, errors);
             }
         } else {
-            push_object(value, &at, out, errors);
+            push_object(value, &at, None, out, errors);
         }
     }
 }
 
+/// Takes one object (`item`: its 1-based place in a `List`), or records what it lacks.
 fn push_object(
     object: Value,
     at: &Provenance,
+    item: Option<usize>,
     out: &mut Vec<Resource>,
     errors: &mut Vec<FileError>,
 ) {
@@ -155,6 +158,15 @@ fn push_object(
         ] {
             match object.pointer(ptr) {
                 Some(Value::String(s)) if !s.is_empty() => {}
+                // `name: 0123` or `name: on` are a number and a boolean to YAML.
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => problems.push(format!(
+                    "{field} is {} to YAML, not a string; quote it (\"{v}\")",
+                    if v.is_number() {
+                        "a number"
+                    } else {
+                        "a boolean"
+                    }
+                )),
                 Some(_) => problems.push(format!("{field} must be a non-empty string")),
                 None => problems.push(format!("has no {field}")),
             }
@@ -166,10 +178,55 @@ fn push_object(
             source: at.clone(),
         });
     } else {
+        let which = item
+            .map(|i| format!("item {i} of the List: "))
+            .unwrap_or_default();
         errors.push(FileError {
             at: at.clone(),
-            message: format!("object {}", problems.join("; ")),
+            message: format!("{which}object {}", problems.join("; ")),
         });
+    }
+}
+
+/// What a parse error means to whoever wrote the file, and what to do. The parser's own wording for its
+/// limits names its settings (`set DuplicateKeyPolicy in Options`), which a repository's author cannot change.
+fn yaml_problem(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    let mut e = e;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = e
+    {
+        e = error;
+    }
+    match e {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { .. } => {
+                "is nested deeper than tether reads (a YAML bomb?); flatten the document".to_owned()
+            }
+            BudgetBreach::Nodes { .. }
+            | BudgetBreach::Aliases { .. }
+            | BudgetBreach::Anchors { .. }
+            | BudgetBreach::Events { .. } => "expands to more values than tether reads, through anchors \
+                 and aliases (`&name` / `*name`: a YAML bomb?); write the repeated parts out, or split the \
+                 document"
+                .to_owned(),
+            other => format!("is larger or more complex than tether reads ({other:?}); split it"),
+        },
+        serde_saphyr::Error::DuplicateMappingKey { key, .. } => format!(
+            "invalid YAML: the key {} appears twice in one mapping; remove one of them",
+            key.as_deref()
+                .map(|k| format!("'{}'", tether_core::report::Shown(k)))
+                .unwrap_or_default()
+        ),
+        other => {
+            let text = other.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+            let first = first_line(&text);
+            if first.contains("recursion limit exceeded") {
+                "is nested deeper than tether reads (a YAML bomb?); flatten the document".to_owned()
+            } else {
+                format!("invalid YAML: {first}")
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod gc;
 mod generation;
 mod git_access;
 mod hooks;
+mod hostile;
 mod identity;
 mod install;
 mod kustomize;

@@ -1,0 +1,188 @@
+//! What is special about Secrets: their values must never reach a message. The API server's own answers
+//! quote what it could not take (`.data: expected map, got &{[c2VjcmV0]}`), and an admission webhook may
+//! quote anything, so a Secret's shape is checked here before any request, and whatever the server says
+//! about a Secret has its values taken out before anyone sees it.
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::kinds::Kind;
+
+/// What a message shows instead of a Secret's value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Values shorter than this are not searched for in messages: a one-letter value would take every such
+/// letter out of the text (they are no secret worth the name either).
+const SHORTEST_REDACTED: usize = 4;
+
+/// True for the core `Secret` kind.
+pub fn is_secret(kind: &Kind) -> bool {
+    kind.group.is_empty() && kind.kind == "Secret"
+}
+
+/// Why the manifest of a Secret cannot be sent, if it cannot: `data` and `stringData` must map keys to
+/// strings. The server would refuse any other shape too, quoting the value in its answer. Names the key,
+/// never the value.
+pub fn problem(object: &Value) -> Option<String> {
+    for field in ["data", "stringData"] {
+        let Some(v) = object.get(field) else {
+            continue;
+        };
+        let Some(map) = v.as_object() else {
+            if v.is_null() {
+                continue;
+            }
+            return Some(format!(
+                "Secret {field} is {}, not a mapping of keys to values; write it as `{field}:` followed by \
+                 `key: value` lines (the value is not shown)",
+                what(v)
+            ));
+        };
+        for (key, value) in map {
+            if !(value.is_string() || value.is_null()) {
+                return Some(format!(
+                    "Secret {field}.{} is {}, not a string; quote the value (the value is not shown)",
+                    tether_core::report::Shown(key),
+                    what(value)
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn what(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "empty",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Every value of a Secret's manifest in each form a server may quote it in: as written, decoded from
+/// base64 (`data`), encoded to it (`stringData`). Longest first, so a value is redacted before any part of
+/// it.
+pub fn values(body: &Value) -> Vec<String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::new();
+    let strings = |field: &str| -> Vec<String> {
+        body.get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(Map::values)
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    for v in strings("data") {
+        if let Some(text) = engine
+            .decode(&v)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        {
+            out.push(text);
+        }
+        out.push(v);
+    }
+    for v in strings("stringData") {
+        out.push(engine.encode(&v));
+        out.push(v);
+    }
+    out.retain(|v| v.chars().count() >= SHORTEST_REDACTED);
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
+    out
+}
+
+/// `text` with every one of `secrets` replaced by [`REDACTED`].
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// A Secret's body as the server stores it: `stringData` folded into `data`, base64-encoded (the server
+/// never returns `stringData`, so comparing it as written would see drift at every resync).
+pub(crate) fn fold_string_data(body: &mut Value) {
+    let Some(map) = body.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            data.insert(
+                k,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_secret_of_the_wrong_shape_is_named_by_key_and_its_value_never_shown() {
+        for (body, expect) in [
+            (
+                json!({"data": ["c2VjcmV0LXZhbHVl"]}),
+                "Secret data is a list",
+            ),
+            (
+                json!({"stringData": {"password": ["hunter2-value"]}}),
+                "Secret stringData.password is a list",
+            ),
+            (
+                json!({"stringData": {"pin": 987654321}}),
+                "Secret stringData.pin is a number",
+            ),
+        ] {
+            let p = problem(&body).expect("refused");
+            assert!(p.starts_with(expect), "{p}");
+            for value in ["c2VjcmV0LXZhbHVl", "hunter2-value", "987654321"] {
+                assert!(!p.contains(value), "{p}");
+            }
+        }
+        assert_eq!(
+            problem(&json!({"data": {"a": "eA=="}, "stringData": {"b": "x", "c": null}})),
+            None
+        );
+    }
+
+    #[test]
+    fn a_message_quoting_a_secret_value_in_any_form_has_it_taken_out() {
+        let body = json!({
+            "data": {"password": "aHVudGVyMi1zZWNyZXQ=", "short": "YWI="},
+            "stringData": {"token": "tok-12345"}
+        });
+        let secrets = values(&body);
+        let message =
+            "denied: password aHVudGVyMi1zZWNyZXQ= decodes to hunter2-secret; token tok-12345 \
+                       (dG9rLTEyMzQ1); ab stays";
+        let shown = redact(message, &secrets);
+        for value in [
+            "aHVudGVyMi1zZWNyZXQ=",
+            "hunter2-secret",
+            "tok-12345",
+            "dG9rLTEyMzQ1",
+        ] {
+            assert!(!shown.contains(value), "{shown}");
+        }
+        assert!(shown.contains("ab stays"), "{shown}");
+        assert_eq!(shown.matches(REDACTED).count(), 4, "{shown}");
+    }
+}
