@@ -333,3 +333,65 @@ fn credentials_in_the_git_url_are_in_no_output_log_or_file_of_the_cache() {
         }
     }
 }
+
+#[test]
+fn two_runs_racing_to_move_the_sync_tag_both_succeed() {
+    // Two runs of one sync name on one commit (a rollout's old and new pod, or a manual `--once` beside the
+    // agent) both move the sync tag. The remote holds each push of the tag until the other one has arrived
+    // too, so both were told the tag's old place and one of them loses the ref lock: a race about the marker,
+    // not a failure of the sync. Before issue 11 the loser exited 1.
+    let w = World::new("tag-race");
+    crate::support::write(&w.repo, &configmap(&w.n));
+    let head = w.repo.commit("first");
+    let hook = w.repo.bare.join("hooks/pre-receive");
+    let arrived = w.repo.bare.join("tag-pushes");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n\
+             # Holds a push of the sync tag until a second one has arrived (10 s at most).\n\
+             grep -q ' refs/tags/tether-sync$' || exit 0\n\
+             echo x >> '{a}'\n\
+             i=0\n\
+             while [ \"$(wc -l < '{a}')\" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n",
+            a = arrived.display()
+        ),
+    )
+    .unwrap();
+    tether_testenv::run(std::process::Command::new("chmod").arg("755").arg(&hook));
+    let url = w.repo.file_url();
+    let start = || {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().display().to_string();
+        let child = w
+            .command(&["daemon", "--once", "--git-url", &url, "--cache-dir", &dir])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, cache)
+    };
+    // The second run starts once the first is held, a second later: its tag is another object (the tagger's
+    // time differs), where two tags made in the same second would be one and the same and never conflict.
+    let first = start();
+    crate::support::wait_for(
+        "the first run's tag push",
+        std::time::Duration::from_secs(60),
+        || arrived.exists(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let runs = [first, start()];
+    for (child, _cache) in runs {
+        let run = crate::support::Run::of(child.wait_with_output().unwrap());
+        run.ok();
+    }
+    let pushes = std::fs::read_to_string(&arrived).unwrap().lines().count();
+    assert!(
+        pushes >= 3,
+        "the two pushes of the tag did not race ({pushes} arrived); the test proves nothing"
+    );
+    assert_eq!(
+        w.repo.rev_parse("refs/tags/tether-sync^{commit}"),
+        Some(head)
+    );
+}
