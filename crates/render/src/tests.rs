@@ -204,6 +204,29 @@ fn only_regular_files_are_read_and_links_inside_the_checkout_are_followed() {
 }
 
 #[test]
+fn names_that_are_not_utf8_and_dangling_links_are_refused_naming_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = tree(&[("apps/cm.yaml", CM)]);
+    let odd = |name: &[u8]| t.path().join(std::ffi::OsStr::from_bytes(name));
+    std::fs::write(odd(b"w\xfe.yaml"), CM.replace("name: a", "name: w")).unwrap();
+    std::fs::create_dir(odd(b"d\xff")).unwrap();
+    std::fs::write(odd(b"d\xff/inner.yaml"), CM.replace("name: a", "name: i")).unwrap();
+    // Files that are never read may have any name.
+    std::fs::write(odd(b"logo\xfe.png"), [0_u8, 1, 2]).unwrap();
+    std::os::unix::fs::symlink("gone.yaml", t.path().join("apps/dangling.yaml")).unwrap();
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(err.starts_with("3 problem(s)"), "{err}");
+    for line in [
+        "w\u{fffd}.yaml:1: has a name that is not UTF-8",
+        "d\u{fffd}:1: has a name that is not UTF-8",
+        "apps/dangling.yaml:1: is a link to 'gone.yaml', which does not exist in this revision",
+    ] {
+        assert!(err.contains(line), "{line} not in {err}");
+    }
+    assert!(!err.contains(&t.path().display().to_string()), "{err}");
+}
+
+#[test]
 fn a_file_over_the_size_limit_is_refused_without_reading_it_whole() {
     let big = format!("{CM}data:\n  blob: \"{}\"\n", "x".repeat(2 << 20));
     let t = tree(&[("apps/big.yaml", &big)]);
