@@ -210,23 +210,20 @@ impl<'a> Preparer<'a> {
                     .as_deref()
                     .and_then(|ns| namespace_problem(ns).map(|p| ("metadata.namespace", ns, p)))
             });
-        let secret = (crate::secret::is_secret(&kind))
-            .then(|| crate::secret::problem(&r.object))
-            .flatten();
-        if let Some(message) = secret {
+        let problem = bad
+            .map(|(field, value, problem)| {
+                format!("{field} '{}' {problem}", tether_core::report::Shown(value))
+            })
+            .or_else(|| {
+                crate::secret::is_secret(&kind)
+                    .then(|| crate::secret::problem(&r.object))
+                    .flatten()
+            });
+        if let Some(message) = problem {
             self.errors.push(PlanError {
                 at: r.source.clone(),
                 id: None,
                 message,
-                cause: Cause::Manifest,
-            });
-            return None;
-        }
-        if let Some((field, value, problem)) = bad {
-            self.errors.push(PlanError {
-                at: r.source.clone(),
-                id: None,
-                message: format!("{field} '{}' {problem}", tether_core::report::Shown(value)),
                 cause: Cause::Manifest,
             });
             return None;

@@ -191,25 +191,28 @@ fn push_object(
 /// What a parse error means to whoever wrote the file, and what to do. The parser's own wording for its
 /// limits names its settings (`set DuplicateKeyPolicy in Options`), which a repository's author cannot change.
 fn yaml_problem(e: &serde_saphyr::Error) -> String {
-    use serde_saphyr::budget::BudgetBreach;
+    const TOO_DEEP: &str =
+        "is nested deeper than tether reads (a YAML bomb?); flatten the document";
     let mut e = e;
-    while let serde_saphyr::Error::AliasError { error, .. }
-    | serde_saphyr::Error::WithSnippet { error, .. } = e
-    {
-        e = error;
+    let mut through_alias = false;
+    loop {
+        match e {
+            serde_saphyr::Error::AliasError { error, .. } => {
+                through_alias = true;
+                e = error;
+            }
+            serde_saphyr::Error::WithSnippet { error, .. } => e = error,
+            _ => break,
+        }
     }
     match e {
         serde_saphyr::Error::Budget { breach, .. } => match breach {
-            BudgetBreach::Depth { .. } => {
-                "is nested deeper than tether reads (a YAML bomb?); flatten the document".to_owned()
+            serde_saphyr::budget::BudgetBreach::Depth { .. } => TOO_DEEP.to_owned(),
+            _ if through_alias => {
+                "expands to more values than tether reads through anchors and aliases \
+                 (`&name` / `*name`: a YAML bomb?); write the repeated parts out"
+                    .to_owned()
             }
-            BudgetBreach::Nodes { .. }
-            | BudgetBreach::Aliases { .. }
-            | BudgetBreach::Anchors { .. }
-            | BudgetBreach::Events { .. } => "expands to more values than tether reads, through anchors \
-                 and aliases (`&name` / `*name`: a YAML bomb?); write the repeated parts out, or split the \
-                 document"
-                .to_owned(),
             other => format!("is larger or more complex than tether reads ({other:?}); split it"),
         },
         serde_saphyr::Error::DuplicateMappingKey { key, .. } => format!(
@@ -222,7 +225,7 @@ fn yaml_problem(e: &serde_saphyr::Error) -> String {
             let text = other.render_with_formatter(&serde_saphyr::UserMessageFormatter);
             let first = first_line(&text);
             if first.contains("recursion limit exceeded") {
-                "is nested deeper than tether reads (a YAML bomb?); flatten the document".to_owned()
+                TOO_DEEP.to_owned()
             } else {
                 format!("invalid YAML: {first}")
             }
