@@ -527,7 +527,10 @@ impl Session<'_> {
                     .arg(format!("file://{}", self.repo.bare.display()))
                     .arg("--cache-dir")
                     .arg(self.dir.join("tether-cache"))
-                    .args(["--sync-name", &self.run]);
+                    .args(["--sync-name", &self.run])
+                    // The harness's own `--timeout` bounds the run; tether's default of 5 minutes per sync
+                    // stopped a first sync of 50,000 objects on a slow day.
+                    .arg(format!("--sync-timeout={}s", self.ctx.timeout.as_secs()));
                 if scenario == Scenario::Gc {
                     cmd.arg("--sync-garbage-collection");
                 }

@@ -567,3 +567,34 @@ impl Drop for Cleanup<'_> {
         }
     }
 }
+
+#[test]
+fn odd_but_valid_file_names_are_read_and_named_as_they_are() {
+    // Names git and UTF-8 allow are no reason to refuse a file: each is applied, and named as written.
+    let w = World::new("odd-names");
+    let n = w.n.clone();
+    w.repo.write(&[
+        ("ns.yaml", &namespace(&n)),
+        ("-rf.yaml", &cm(&n, "dash", "")),
+        ("with space.yaml", &cm(&n, "space", "")),
+        ("ünï/cödé.yml", &cm(&n, "unicode", "")),
+        ("quote'semi;colon.yaml", &cm(&n, "quote", "")),
+    ]);
+    w.repo.commit("odd names");
+    let out = w.once_file(&[]).ok();
+    assert!(out.contains("created=5"), "{out}");
+    for name in ["dash", "space", "unicode", "quote"] {
+        assert!(
+            w.get(&["-n", &n, &format!("configmap/{name}")]).is_some(),
+            "{name} missing"
+        );
+    }
+    // A duplicate in an odd-named file is reported with that name as it is.
+    w.repo.write(&[("ünï/again.yaml", &cm(&n, "unicode", ""))]);
+    w.repo.commit("a duplicate");
+    let err = w.once_file(&[]).failed();
+    assert!(
+        err.contains("ünï/cödé.yml:1") && err.contains("ünï/again.yaml:1"),
+        "{err}"
+    );
+}
