@@ -349,11 +349,11 @@ fn two_runs_racing_to_move_the_sync_tag_both_succeed() {
         &hook,
         format!(
             "#!/bin/sh\n\
-             # Holds a push of the sync tag until a second one has arrived (10 s at most).\n\
+             # Holds a push of the sync tag until a second one has arrived (60 s at most: the second run may be slow to start on a loaded machine).\n\
              grep -q ' refs/tags/tether-sync$' || exit 0\n\
              echo x >> '{a}'\n\
              i=0\n\
-             while [ \"$(wc -l < '{a}')\" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n",
+             while [ \"$(wc -l < '{a}')\" -lt 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n",
             a = arrived.display()
         ),
     )
@@ -364,7 +364,17 @@ fn two_runs_racing_to_move_the_sync_tag_both_succeed() {
         let cache = tempfile::tempdir().unwrap();
         let dir = cache.path().display().to_string();
         let child = w
-            .command(&["daemon", "--once", "--git-url", &url, "--cache-dir", &dir])
+            .command(&[
+                "daemon",
+                "--once",
+                "--git-url",
+                &url,
+                "--cache-dir",
+                &dir,
+                // Longer than the hook may hold a push.
+                "--git-timeout",
+                "90s",
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
