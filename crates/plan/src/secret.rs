@@ -11,9 +11,10 @@ use crate::kinds::Kind;
 /// What a message shows instead of a Secret's value.
 pub const REDACTED: &str = "[redacted]";
 
-/// Values shorter than this are not searched for in messages: a one-letter value would take every such
-/// letter out of the text (they are no secret worth the name either).
-const SHORTEST_REDACTED: usize = 4;
+/// Values shorter than this are redacted only where they stand alone (between characters that are not
+/// letters or digits): a one-letter value redacted everywhere would take every such letter out of the
+/// text, and `ab` inside `table` is no quote of the value.
+const SHORTEST_ANYWHERE: usize = 4;
 
 /// True for the core `Secret` kind.
 pub fn is_secret(kind: &Kind) -> bool {
@@ -39,16 +40,34 @@ pub fn problem(object: &Value) -> Option<String> {
             ));
         };
         for (key, value) in map {
+            let key = tether_core::report::Shown(key);
             if !(value.is_string() || value.is_null()) {
                 return Some(format!(
-                    "Secret {field}.{} is {}, not a string; quote the value (the value is not shown)",
-                    tether_core::report::Shown(key),
+                    "Secret {field}.{key} is {}, not a string; quote the value (the value is not shown)",
                     what(value)
+                ));
+            }
+            if field == "data" && value.as_str().is_some_and(|v| !is_base64(v)) {
+                return Some(format!(
+                    "Secret data.{key} is not base64; encode it (`base64 -w0`) or move it under \
+                     stringData, which takes plain text (the value is not shown)"
                 ));
             }
         }
     }
     None
+}
+
+/// Whether the API server can decode `text` as a Secret's `data` value: padded standard base64, line
+/// breaks ignored, and (as Go's decoder) any trailing bits, so nothing the server takes is refused here.
+fn is_base64(text: &str) -> bool {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let joined: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    LENIENT.decode(joined).is_ok()
 }
 
 fn what(v: &Value) -> &'static str {
@@ -90,20 +109,54 @@ pub fn values(body: &Value) -> Vec<String> {
         out.push(engine.encode(&v));
         out.push(v);
     }
-    out.retain(|v| v.chars().count() >= SHORTEST_REDACTED);
+    // A value of punctuation only would take punctuation out of every message, and quotes nothing.
+    out.retain(|v| v.chars().any(char::is_alphanumeric));
     out.sort_by_key(|v| std::cmp::Reverse(v.len()));
     out.dedup();
     out
 }
 
-/// `text` with every one of `secrets` replaced by [`REDACTED`].
+/// `text` with every one of `secrets` replaced by [`REDACTED`]; values shorter than four characters only
+/// where they stand alone, so `pin 42` loses `42` but `line 420` keeps its number.
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for s in secrets {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
+        if !out.contains(s.as_str()) {
+            continue;
         }
+        out = if s.chars().count() >= SHORTEST_ANYWHERE {
+            out.replace(s.as_str(), REDACTED)
+        } else {
+            replace_standing_alone(&out, s)
+        };
     }
+    out
+}
+
+/// `text` with each occurrence of `value` that has no letter or digit right before or after it replaced.
+fn replace_standing_alone(text: &str, value: &str) -> String {
+    let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for (at, _) in text.match_indices(value) {
+        if at < rest {
+            continue;
+        }
+        let end = at + value.len();
+        let before = text[..at].chars().next_back();
+        let after = text[end..].chars().next();
+        // A value that itself starts or ends with punctuation has its edge checked on its letters.
+        let edge_before = value.chars().next().is_some_and(char::is_alphanumeric) && joined(before);
+        let edge_after =
+            value.chars().next_back().is_some_and(char::is_alphanumeric) && joined(after);
+        if edge_before || edge_after {
+            continue;
+        }
+        out.push_str(&text[rest..at]);
+        out.push_str(REDACTED);
+        rest = end;
+    }
+    out.push_str(&text[rest..]);
     out
 }
 
@@ -158,9 +211,17 @@ mod tests {
             }
         }
         assert_eq!(
-            problem(&json!({"data": {"a": "eA=="}, "stringData": {"b": "x", "c": null}})),
+            problem(
+                &json!({"data": {"a": "eA==", "b": "eB==", "c": "", "d": "YWJj\nZGVm\r\n"},
+                            "stringData": {"b": "x", "c": null}})
+            ),
             None
         );
+        for bad in ["not base64!", "eA", "eA=", "e A=="] {
+            let p = problem(&json!({"data": {"password": bad}})).expect("refused");
+            assert!(p.starts_with("Secret data.password is not base64;"), "{p}");
+            assert!(!p.contains(bad), "{p}");
+        }
     }
 
     #[test]
@@ -172,7 +233,7 @@ mod tests {
         let secrets = values(&body);
         let message =
             "denied: password aHVudGVyMi1zZWNyZXQ= decodes to hunter2-secret; token tok-12345 \
-                       (dG9rLTEyMzQ1); ab stays";
+                       (dG9rLTEyMzQ1); ab was quoted, table and abc stay";
         let shown = redact(message, &secrets);
         for value in [
             "aHVudGVyMi1zZWNyZXQ=",
@@ -182,7 +243,20 @@ mod tests {
         ] {
             assert!(!shown.contains(value), "{shown}");
         }
-        assert!(shown.contains("ab stays"), "{shown}");
-        assert_eq!(shown.matches(REDACTED).count(), 4, "{shown}");
+        assert!(
+            shown.ends_with("; [redacted] was quoted, table and abc stay"),
+            "{shown}"
+        );
+        assert_eq!(shown.matches(REDACTED).count(), 5, "{shown}");
+    }
+
+    #[test]
+    fn a_short_value_is_taken_out_only_where_it_stands_alone() {
+        let secrets = values(&json!({"stringData": {"pin": "42", "dot": ".", "x": "-x"}}));
+        assert_eq!(
+            redact("pin 42 refused (\"42\"), see line 420 of 142.yaml: -x a-x", &secrets),
+            "pin [redacted] refused (\"[redacted]\"), see line 420 of 142.yaml: [redacted] a[redacted]"
+        );
+        assert!(!secrets.contains(&".".to_owned()), "{secrets:?}");
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use tether_core::report::Shown;
 use tether_core::{Provenance, Resource};
 
 pub use crate::export::Changed;
@@ -510,12 +511,12 @@ fn apply_patches(
         let same = |r: &&mut Resource| {
             r.kind() == p.kind() && r.name() == p.name() && r.namespace() == p.namespace()
         };
-        let id = tether_core::ObjectId::new(p.api_version(), p.kind(), p.namespace(), p.name());
+        let id = crate::shown_id(p);
         let Some(target) = objects.iter_mut().find(same) else {
             let elsewhere: Vec<String> = objects
                 .iter()
                 .filter(|r| r.kind() == p.kind() && r.name() == p.name())
-                .map(|r| r.namespace().unwrap_or("<none>").to_owned())
+                .map(|r| Shown(r.namespace().unwrap_or("<none>")).to_string())
                 .collect();
             let hint = if elsewhere.is_empty() {
                 "remove this patch or fix its kind, name or namespace".to_owned()

@@ -601,6 +601,13 @@ fn relative(root: &Path, p: &Path) -> Option<String> {
 }
 
 /// Two documents that define the same object (as written: apiVersion group, kind, namespace, name).
+/// A resource's id as a message shows it: a name from the repository may hold a newline that would
+/// otherwise start a forged line of output.
+fn shown_id(r: &Resource) -> String {
+    let id = tether_core::ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name());
+    tether_core::report::Shown(&id.to_string()).to_string()
+}
+
 fn check_duplicates(resources: &[Resource], errors: &mut Vec<FileError>) {
     Duplicates::default().check(resources, errors);
 }
@@ -619,8 +626,7 @@ impl Duplicates {
                 r.name().to_owned(),
             );
             if let Some(first) = self.0.get(&key) {
-                let id =
-                    tether_core::ObjectId::new(r.api_version(), r.kind(), r.namespace(), r.name());
+                let id = shown_id(r);
                 errors.push(FileError {
                     at: r.source.clone(),
                     message: format!(

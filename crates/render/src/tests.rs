@@ -81,6 +81,21 @@ fn duplicate_objects_name_both_places() {
 }
 
 #[test]
+fn a_duplicate_whose_name_holds_a_newline_is_named_on_one_line() {
+    let forged =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"a\\nlevel=error msg=forged\"\n";
+    let t = tree(&[("one.yaml", forged), ("two.yaml", forged)]);
+    let err = render(t.path(), &[]).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "duplicate object <cluster>:configmap/a\\nlevel=error msg=forged: also defined"
+        ),
+        "{err}"
+    );
+    assert!(!err.lines().any(|l| l.starts_with("level=")), "{err}");
+}
+
+#[test]
 fn only_the_given_paths_are_read_and_escaping_paths_are_rejected() {
     let t = tree(&[("prod/cm.yaml", CM), ("staging/cm.yaml", "broken: [")]);
     assert_eq!(render(t.path(), &["prod".into()]).unwrap().len(), 1);

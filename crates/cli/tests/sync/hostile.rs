@@ -453,7 +453,7 @@ fn objects_the_server_or_tether_cannot_take_are_refused_before_any_write() {
                     tether_testenv::secrets::secret("not-base64-at-all!!")
                 ),
             )],
-            &["secret/s (secret-b64.yaml:1)", "illegal base64"],
+            &["secret-b64.yaml:1: Secret data.password is not base64", "the value is not shown"],
         ),
     ];
     refuse_each(&w, "objects the server or tether cannot take", cases);
