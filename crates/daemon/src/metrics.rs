@@ -57,7 +57,8 @@ impl Metrics {
             "k8s_request_concurrency_limit",
             "Requests tether may have in flight toward the API server (watches and Lease renewals aside): at \
              most 256, cut to half of what was in flight when the server answers 429 (priority and \
-             fairness), grown back by about one per round of served answers",
+             fairness), grown back by about one per round of served answers and doubled by each minute \
+             without a 429",
             limit,
         );
         registry.register(

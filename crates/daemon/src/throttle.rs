@@ -1,7 +1,8 @@
 //! Adaptive concurrency toward the Kubernetes API server. When API Priority and Fairness refuses requests
 //! (429), fewer are sent at once: the limit drops to half of what was in flight, once per round of requests
 //! (those sent before the cut cannot cut again), and grows back by one per round of answers that were not
-//! refused. kube's retry policy sends each refused request again after the server's `Retry-After`; without
+//! refused; after a minute without any refusal it doubles, so an agent that met a burst of load once does
+//! not keep a low limit through hours of calm until its next big sync. kube's retry policy sends each refused request again after the server's `Retry-After`; without
 //! the limit, every round of retries met the same refusal (60 Secrets against a level of 3 seats took 86 s).
 //!
 //! Watches (long-lived) and Lease requests (leader election must renew on time) are never held back.
@@ -27,6 +28,11 @@ use tracing::{debug, info};
 /// `--apply-concurrency`, LISTs 8) plus image automation's few, so only the server's 429s ever lower it.
 pub const MAX_IN_FLIGHT: usize = 256;
 
+/// How long without a refusal before the limit doubles: long enough that a server still under load
+/// refuses again first (APF queues wait at most tens of seconds), short enough that 1 grows back to 256
+/// within ten minutes of calm.
+const CALM: Duration = Duration::from_secs(60);
+
 /// How many requests may be in flight at once; shared by every clone of the client.
 #[derive(Debug)]
 pub struct Gate {
@@ -49,6 +55,8 @@ struct State {
     round: u64,
     /// When a cut was last logged at info level.
     told: Option<Instant>,
+    /// Since when no request was refused (or the limit last doubled); `None` while at the maximum.
+    calm_since: Option<Instant>,
 }
 
 /// A request's place at the gate, given back when it drops.
@@ -85,6 +93,7 @@ impl Gate {
                 admitted: 0,
                 round: 0,
                 told: None,
+                calm_since: None,
             }),
             freed: Notify::new(),
             max,
@@ -112,6 +121,7 @@ impl Gate {
             freed.as_mut().enable();
             {
                 let mut s = self.state();
+                self.recover(&mut s, Instant::now());
                 if (s.in_flight as f64) < s.limit.floor().max(1.0) {
                     s.in_flight += 1;
                     let number = s.admitted;
@@ -126,6 +136,27 @@ impl Gate {
         }
     }
 
+    /// Doubles the limit once per [`CALM`] that passed without a refusal, up to the maximum.
+    fn recover(&self, s: &mut State, now: Instant) {
+        let Some(since) = s.calm_since else {
+            return;
+        };
+        let periods = now.saturating_duration_since(since).as_secs() / CALM.as_secs();
+        if periods == 0 {
+            return;
+        }
+        // Doubling 9 times covers 1 to 256; more would only overflow the exponent.
+        s.limit = (s.limit * f64::from(1u32 << periods.min(9))).min(self.max);
+        s.calm_since = (s.limit < self.max).then(|| since + CALM * periods as u32);
+        self.freed.notify_waiters();
+        self.limit_now.set(s.limit.floor() as i64);
+        debug!(
+            component = "k8s",
+            limit = s.limit as usize,
+            "no 429 for a while: sending more at once"
+        );
+    }
+
     fn answered(&self, number: u64, answer: Answer) {
         let mut s = self.state();
         match answer {
@@ -138,6 +169,7 @@ impl Gate {
             }
             Answer::Refused => {
                 self.refused.inc();
+                s.calm_since = Some(Instant::now());
                 if number >= s.round {
                     // Half of what was really in flight: a nominal limit far above it would take several
                     // rounds (each a Retry-After long) to bite.
@@ -271,6 +303,39 @@ mod tests {
             gate.answered(p.number, Answer::Refused);
         }
         assert_eq!(gate.limit(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_minute_without_refusals_doubles_the_limit_up_to_the_maximum() {
+        let gate = Gate::new(256);
+        let (limit, _) = gate.metrics();
+        let round: Vec<Permit> = admit_n(&gate, 2).await;
+        gate.answered(round[0].number, Answer::Refused);
+        drop(round);
+        assert_eq!(gate.limit(), 1);
+        let refused_at = gate
+            .state()
+            .calm_since
+            .expect("calm counted from the refusal");
+        let recover = |after: Duration| {
+            let mut s = gate.state();
+            gate.recover(&mut s, refused_at + after);
+            s.limit as usize
+        };
+        assert_eq!(recover(Duration::from_secs(59)), 1);
+        assert_eq!(recover(CALM), 2);
+        // Counted from the last doubling, not from every admission.
+        assert_eq!(recover(CALM + Duration::from_secs(30)), 2);
+        assert_eq!(recover(CALM * 3), 8);
+        assert_eq!(limit.get(), 8);
+        // An idle hour: at the maximum, and no more counting.
+        assert_eq!(recover(CALM * 60), 256);
+        assert!(gate.state().calm_since.is_none());
+        // A refusal starts the minute again.
+        let p = gate.admit().await;
+        gate.answered(p.number, Answer::Refused);
+        let s = gate.state();
+        assert!(s.calm_since.is_some() && s.limit < 256.0);
     }
 
     #[tokio::test]
