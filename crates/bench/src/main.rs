@@ -57,6 +57,22 @@ enum Sub {
         #[arg(long)]
         validate: bool,
     },
+    /// Writes the benchmark's generated repository of N objects into a directory, to profile one scenario
+    /// by hand (`perf record tether daemon --once ...`) against exactly what the harness syncs.
+    WriteRepo {
+        /// Objects.
+        #[arg(long)]
+        size: usize,
+        /// Directory to write into (created; must hold no other manifests).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Namespace prefix, as the harness gives each session.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Value of the run label on every object.
+        #[arg(long, default_value = "profile")]
+        run: String,
+    },
 }
 
 /// How sessions are kept apart.
@@ -145,6 +161,14 @@ fn main() -> ExitCode {
         }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(raw::run(&kubeconfig, &objects, concurrency, validate)))
+            .map(|()| true),
+        Some(Sub::WriteRepo {
+            size,
+            dir,
+            prefix,
+            run,
+        }) => workload::Workload::generate(size, &prefix, &run)
+            .write(&dir)
             .map(|()| true),
         None => bench(cli.bench),
     };

@@ -219,3 +219,39 @@ fn harness_reports_every_scenario_and_tether_noop_writes_nothing() {
     assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(json["samples"].as_array().unwrap().len() >= 16);
 }
+
+#[test]
+fn write_repo_writes_the_repository_the_harness_syncs() {
+    // What a profile by hand syncs must be the benchmark's repository: every object once, in the files
+    // the harness writes (namespaces first, then one file per app).
+    let dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tether-bench"))
+        .args(["write-repo", "--size", "30", "--run", "probe", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    let mut dirs = vec![dir.path().to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().filter(|l| l.starts_with("kind: ")) {
+                *kinds.entry(line[6..].to_owned()).or_default() += 1;
+            }
+            assert_eq!(
+                text.matches("bench.tether.dev/run: probe").count(),
+                text.lines().filter(|l| l.starts_with("kind: ")).count(),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(kinds.values().sum::<usize>(), 30, "{kinds:?}");
+    assert_eq!(kinds.get("Namespace"), Some(&1), "{kinds:?}");
+    assert!(dir.path().join("namespaces/team-00.yaml").is_file());
+}
