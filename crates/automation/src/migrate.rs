@@ -422,7 +422,7 @@ fn removed_of(doc: &Value) -> Option<(&str, &str, Removal)> {
 /// `text` when nothing needed converting) and one Change per converted document.
 pub fn migrate_text(text: &str) -> Result<(String, Vec<Change>), MigrateError> {
     let values: Vec<Value> =
-        serde_saphyr::from_str_multiple(text).map_err(|e| MigrateError::Yaml {
+        tether_render::yaml::from_str_multiple(text).map_err(|e| MigrateError::Yaml {
             reason: e.to_string(),
         })?;
     if !values.iter().any(|v| removed_of(v).is_some()) {
@@ -514,7 +514,7 @@ fn finish(
     let last = expected.len();
     let out =
         apply(text, splices).map_err(|doc| blame(doc).verification("two changes overlapped"))?;
-    let reread: Vec<Value> = serde_saphyr::from_str_multiple(&out)
+    let reread: Vec<Value> = tether_render::yaml::from_str_multiple(&out)
         .map_err(|e| blame(last).verification(format!("the result would not parse: {e}")))?;
     if reread.len() != expected.len() {
         return Err(blame(last).verification(format!(

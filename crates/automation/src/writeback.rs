@@ -571,7 +571,7 @@ fn add_container(
     let mut found = None;
     for (_, doc) in &docs {
         let value: Value =
-            serde_saphyr::from_str(doc).map_err(|e| format!("not valid YAML: {e}"))?;
+            tether_render::yaml::from_str(doc).map_err(|e| format!("not valid YAML: {e}"))?;
         if target.matches(&value) {
             if found.is_some() {
                 return Err(format!(
@@ -783,7 +783,7 @@ fn defining_file(
         let Ok(text) = std::fs::read_to_string(tree.root.join(&f.file)) else {
             continue;
         };
-        let Ok(docs): Result<Vec<Value>, _> = serde_saphyr::from_str_multiple(&text) else {
+        let Ok(docs): Result<Vec<Value>, _> = tether_render::yaml::from_str_multiple(&text) else {
             continue;
         };
         for doc in docs {

@@ -1,5 +1,7 @@
 //! Lists of problems in messages, bounded: a repository with a quarter of a million bad documents must not
-//! produce an error of 19 MB (issue 11). The first ones are shown, then how many more there are.
+//! produce an error of 19 MB (issue 11). The first ones are shown, then how many more there are. Also what
+//! text from a repository or a server looks like in a message: control characters escaped ([`Shown`]),
+//! secret values taken out ([`redact`]).
 
 use std::fmt::{self, Display, Write as _};
 
@@ -46,6 +48,58 @@ impl<T: Display> Display for Lines<'_, T> {
     }
 }
 
+/// What a message shows instead of a secret value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Values shorter than this are redacted only where they stand alone (between characters that are not
+/// letters or digits): a one-letter value redacted everywhere would take every such letter out of the
+/// text, and `ab` inside `table` is no quote of the value.
+const SHORTEST_ANYWHERE: usize = 4;
+
+/// `text` with every one of `secrets` replaced by [`REDACTED`]; values shorter than four characters only
+/// where they stand alone, so `pin 42` loses `42` but `line 420` keeps its number.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if !out.contains(s.as_str()) {
+            continue;
+        }
+        out = if s.chars().count() >= SHORTEST_ANYWHERE {
+            out.replace(s.as_str(), REDACTED)
+        } else {
+            replace_standing_alone(&out, s)
+        };
+    }
+    out
+}
+
+/// `text` with each occurrence of `value` that has no letter or digit right before or after it replaced.
+fn replace_standing_alone(text: &str, value: &str) -> String {
+    let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for (at, _) in text.match_indices(value) {
+        if at < rest {
+            continue;
+        }
+        let end = at + value.len();
+        let before = text[..at].chars().next_back();
+        let after = text[end..].chars().next();
+        // A value that itself starts or ends with punctuation has its edge checked on its letters.
+        let edge_before = value.chars().next().is_some_and(char::is_alphanumeric) && joined(before);
+        let edge_after =
+            value.chars().next_back().is_some_and(char::is_alphanumeric) && joined(after);
+        if edge_before || edge_after {
+            continue;
+        }
+        out.push_str(&text[rest..at]);
+        out.push_str(REDACTED);
+        rest = end;
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +120,14 @@ mod tests {
             "evil\\nlevel=error\\t\\u{1b}[31m.yaml"
         );
         assert_eq!(Shown("café/ünï.yaml").to_string(), "café/ünï.yaml");
+    }
+
+    #[test]
+    fn values_are_redacted_anywhere_and_short_ones_where_they_stand_alone() {
+        let secrets = ["hunter2".to_owned(), "42".to_owned()];
+        assert_eq!(
+            redact("xhunter2y: pin 42 at line 420", &secrets),
+            "x[redacted]y: pin [redacted] at line 420"
+        );
     }
 }

@@ -153,7 +153,9 @@ impl Events {
             |m| format!("field manager '{m}'"),
         );
         let note = format!(
-            "{who} keeps changing fields Git sets: tether set them back {} times in {} minutes and stops              reverting until the manifest changes (the periodic sync still applies commit {short}); make Git              and that writer agree, or leave the field out of Git",
+            "{who} keeps changing fields Git sets: tether set them back {} times in {} minutes and stops \
+             reverting until the manifest changes (the periodic sync still applies commit {short}); make Git \
+             and that writer agree, or leave the field out of Git",
             tether_plan::drift::TRIP_AFTER,
             tether_plan::drift::WINDOW.as_secs() / 60
         );

@@ -8,13 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::kinds::Kind;
 
-/// What a message shows instead of a Secret's value.
-pub const REDACTED: &str = "[redacted]";
-
-/// Values shorter than this are redacted only where they stand alone (between characters that are not
-/// letters or digits): a one-letter value redacted everywhere would take every such letter out of the
-/// text, and `ab` inside `table` is no quote of the value.
-const SHORTEST_ANYWHERE: usize = 4;
+pub use tether_core::report::{redact, REDACTED};
 
 /// True for the core `Secret` kind.
 pub fn is_secret(kind: &Kind) -> bool {
@@ -113,50 +107,6 @@ pub fn values(body: &Value) -> Vec<String> {
     out.retain(|v| v.chars().any(char::is_alphanumeric));
     out.sort_by_key(|v| std::cmp::Reverse(v.len()));
     out.dedup();
-    out
-}
-
-/// `text` with every one of `secrets` replaced by [`REDACTED`]; values shorter than four characters only
-/// where they stand alone, so `pin 42` loses `42` but `line 420` keeps its number.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        if !out.contains(s.as_str()) {
-            continue;
-        }
-        out = if s.chars().count() >= SHORTEST_ANYWHERE {
-            out.replace(s.as_str(), REDACTED)
-        } else {
-            replace_standing_alone(&out, s)
-        };
-    }
-    out
-}
-
-/// `text` with each occurrence of `value` that has no letter or digit right before or after it replaced.
-fn replace_standing_alone(text: &str, value: &str) -> String {
-    let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = 0;
-    for (at, _) in text.match_indices(value) {
-        if at < rest {
-            continue;
-        }
-        let end = at + value.len();
-        let before = text[..at].chars().next_back();
-        let after = text[end..].chars().next();
-        // A value that itself starts or ends with punctuation has its edge checked on its letters.
-        let edge_before = value.chars().next().is_some_and(char::is_alphanumeric) && joined(before);
-        let edge_after =
-            value.chars().next_back().is_some_and(char::is_alphanumeric) && joined(after);
-        if edge_before || edge_after {
-            continue;
-        }
-        out.push_str(&text[rest..at]);
-        out.push_str(REDACTED);
-        rest = end;
-    }
-    out.push_str(&text[rest..]);
     out
 }
 

@@ -48,6 +48,16 @@ impl<'a> Checkout<'a> {
 
     /// Reads manifest `rel`: a regular file inside the checkout, no larger than the limit.
     pub fn read(&self, rel: &str) -> Result<String, String> {
+        String::from_utf8(self.read_bytes(rel)?).map_err(|e| {
+            format!(
+                "is not UTF-8 text (invalid byte at offset {}); manifests are YAML text",
+                e.utf8_error().valid_up_to()
+            )
+        })
+    }
+
+    /// As [`Checkout::read`], any bytes.
+    pub fn read_bytes(&self, rel: &str) -> Result<Vec<u8>, String> {
         let real = self.resolve(rel)?;
         let meta = std::fs::metadata(&real).map_err(|e| format!("cannot read: {e}"))?;
         if !meta.is_file() {
@@ -72,12 +82,7 @@ impl<'a> Checkout<'a> {
         if bytes.len() as u64 > self.max_file_bytes {
             return Err(too_big(bytes.len() as u64));
         }
-        String::from_utf8(bytes).map_err(|e| {
-            format!(
-                "is not UTF-8 text (invalid byte at offset {}); manifests are YAML text",
-                e.utf8_error().valid_up_to()
-            )
-        })
+        Ok(bytes)
     }
 
     /// Refuses any link under directory `rel` whose target is outside the checkout, so a program tether

@@ -205,7 +205,7 @@ pub fn parse(file: &str, git_path: &str, text: &str) -> Result<FluxConfig, FileE
         },
         message,
     };
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+    let raw: RawConfig = crate::yaml::from_str(text).map_err(|e| {
         fail(format!(
             "not a valid .flux.yaml: {e}; it needs `version: 1` and one of scanForFiles, patchUpdated \
              (generators, patchFile) or commandUpdated (generators, updaters)"

@@ -90,12 +90,18 @@ impl Kustomize {
                 message,
             }]
         };
-        let inputs = inputs(root, dir, self.config.allow_remote).map_err(fail)?;
+        let reads = tree(root, dir, self.config.allow_remote).map_err(fail)?;
+        let inputs: BTreeSet<String> = reads.iter().map(|k| k.dir.clone()).collect();
         let key = self.key(root, &inputs);
         let text = match self.cached(&key) {
             Some(t) => t,
             None => {
-                let t = self.run(root, dir).map_err(fail)?;
+                let t = self.run(root, dir).map_err(|e| {
+                    fail(tether_core::report::redact(
+                        &e,
+                        &generator_secrets(checkout, &reads),
+                    ))
+                })?;
                 self.remember(&key, &t);
                 t
             }
@@ -208,14 +214,64 @@ pub(crate) fn kustomization_file(dir: &Path) -> Option<&'static str> {
         .find(|f| dir.join(f).is_file())
 }
 
-/// Every directory (relative to `root`) a build of `dir` reads: `dir` and, recursively, the local
-/// directories its `resources`, `bases` and `components` name. Refuses remote references unless allowed,
-/// and references that leave the repository.
-fn inputs(root: &Path, dir: &str, allow_remote: bool) -> Result<BTreeSet<String>, String> {
-    Ok(tree(root, dir, allow_remote)?
-        .into_iter()
-        .map(|k| k.dir)
-        .collect())
+/// What the secretGenerators of these kustomizations hold, in the forms kustomize's errors quote: each
+/// literal whole and its value, each line of an env file and its value. Taken out of build errors, which
+/// go to Events and notifications.
+fn generator_secrets(checkout: &crate::checkout::Checkout<'_>, reads: &[Read]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |entry: &str| {
+        out.push(entry.trim().to_owned());
+        if let Some((_, value)) = entry.split_once('=') {
+            out.push(value.trim().to_owned());
+        }
+    };
+    let strings = |v: &Value, field: &str| -> Vec<String> {
+        match v.get(field) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    for k in reads {
+        let generators = k.doc.get("secretGenerator").and_then(Value::as_array);
+        for generator in generators.into_iter().flatten() {
+            for literal in strings(generator, "literals") {
+                add(&literal);
+            }
+            // `env` is kustomize's older spelling of `envs`.
+            let files = strings(generator, "envs")
+                .into_iter()
+                .chain(strings(generator, "env"));
+            for file in files {
+                // A file that cannot be read is kustomize's to complain about.
+                let Some(bytes) =
+                    normalise(&join(&k.dir, &file)).and_then(|p| checkout.read_bytes(&p).ok())
+                else {
+                    continue;
+                };
+                for line in bytes.split(|&b| b == b'\n') {
+                    let text = String::from_utf8_lossy(line);
+                    if text.trim().is_empty() || text.trim_start().starts_with('#') {
+                        continue;
+                    }
+                    add(&text);
+                    // A line that is not UTF-8 is quoted by kustomize as its bytes, `[88 61 ...]`, too.
+                    if std::str::from_utf8(line).is_err() {
+                        let numbers: Vec<String> = line.iter().map(u8::to_string).collect();
+                        add(&numbers.join(" "));
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|v| !v.is_empty());
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
+    out
 }
 
 /// One kustomization a build reads.
@@ -253,7 +309,7 @@ fn tree(root: &Path, dir: &str, allow_remote: bool) -> Result<Vec<Read>, String>
         };
         let text = std::fs::read_to_string(root.join(&d).join(file))
             .map_err(|e| format!("cannot read {}: {e}", join(&d, file)))?;
-        let doc: Value = serde_saphyr::from_str(&text)
+        let doc: Value = crate::yaml::from_str(&text)
             .map_err(|e| format!("{} is not valid YAML: {e}", join(&d, file)))?;
         for field in ["resources", "bases", "components"] {
             for entry in doc

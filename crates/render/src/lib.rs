@@ -12,7 +12,7 @@ pub mod kustomize;
 pub mod patch;
 mod process;
 mod snapshot;
-mod yaml;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;

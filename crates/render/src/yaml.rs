@@ -5,6 +5,22 @@ use tether_core::{Provenance, Resource};
 
 use crate::{is_list, FileError};
 
+/// Parses one YAML document with errors that never quote the text around the fault (the parser's default):
+/// the file may hold Secret values, and errors go to Events and notifications.
+pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, serde_saphyr::options! { with_snippet: false })
+}
+
+/// As [`from_str`], for a stream of documents.
+pub fn from_str_multiple<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<Vec<T>, serde_saphyr::Error> {
+    serde_saphyr::from_str_multiple_with_options(
+        text,
+        serde_saphyr::options! { with_snippet: false },
+    )
+}
+
 /// Splits a YAML stream at `---` / `...` markers; returns each document with the 1-based line of its first
 /// content line. Markers are only recognised at column 0, where YAML allows nothing else to start.
 pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
@@ -94,8 +110,7 @@ pub(crate) fn parse_file(
             file: file.to_owned(),
             line,
         };
-        let options = serde_saphyr::options! { with_snippet: false };
-        let value: Value = match serde_saphyr::from_str_with_options(doc, options) {
+        let value: Value = match from_str(doc) {
             Ok(v) => v,
             Err(e) => {
                 let rel = e.location().map(|l| l.line() as usize).unwrap_or(1).max(1);

@@ -180,3 +180,42 @@ fn a_kustomization_cannot_be_led_out_of_the_checkout_by_a_link() {
     );
     assert!(!err.contains("leaked"), "{err}");
 }
+
+#[test]
+fn a_secret_generators_values_never_reach_an_error() {
+    // Render errors go to Events, notifications and the status page: kustomize's stderr and the parser's
+    // quote of the lines around a syntax error would carry the literals of a secretGenerator with them.
+    for (what, kustomization, names) in [
+        (
+            "a literal without '='",
+            "secretGenerator:\n- name: db\n  literals:\n  - password hunter2-typo\n",
+            &["kustomize build", "app/kustomization.yaml:1"][..],
+        ),
+        (
+            "an env file with a line that is not UTF-8",
+            "secretGenerator:\n- name: db\n  envs: [db.env]\n",
+            &["kustomize build", "app/kustomization.yaml:1"][..],
+        ),
+        (
+            "a syntax error next to a literal",
+            "secretGenerator:\n- name: db\n  literals:\n  - password=hunter2-typo\n  - [broken\n",
+            &["app/kustomization.yaml is not valid YAML"][..],
+        ),
+    ] {
+        let t = tree(&[("app/kustomization.yaml", kustomization)]);
+        // Not UTF-8: kustomize refuses the line, quoting it.
+        std::fs::write(
+            t.path().join("app/db.env"),
+            b"user=admin\npassword=hunter2-in-env\xff\n",
+        )
+        .unwrap();
+        let err = renderer(None)
+            .render(t.path(), &["app".into()])
+            .unwrap_err()
+            .to_string();
+        for name in names {
+            assert!(err.contains(name), "{what}: {err}");
+        }
+        assert!(!err.contains("hunter2"), "{what}: {err}");
+    }
+}

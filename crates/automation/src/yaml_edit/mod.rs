@@ -304,7 +304,7 @@ impl<'a> Edit<'a> {
         let mut found: Vec<(&str, Value)> = Vec::new();
         for (_, doc) in docs.iter().filter(|(_, d)| could_be(d)) {
             let mut values: Vec<Value> =
-                serde_saphyr::from_str_multiple(doc).map_err(|e| EditError::Yaml {
+                tether_render::yaml::from_str_multiple(doc).map_err(|e| EditError::Yaml {
                     reason: e.to_string(),
                 })?;
             if values.len() == 1 && matches(&values[0]) {
@@ -318,7 +318,7 @@ impl<'a> Edit<'a> {
                 let mut values: Vec<Value> = Vec::new();
                 for (_, d) in &docs {
                     let parsed: Vec<Value> =
-                        serde_saphyr::from_str_multiple(d).map_err(|e| EditError::Yaml {
+                        tether_render::yaml::from_str_multiple(d).map_err(|e| EditError::Yaml {
                             reason: e.to_string(),
                         })?;
                     values.extend(parsed);
@@ -418,7 +418,7 @@ impl<'a> Edit<'a> {
             out.replace_range(splice.start..splice.end, &splice.with);
             limit = splice.start;
         }
-        let values: Vec<Value> = serde_saphyr::from_str_multiple(&out)
+        let values: Vec<Value> = tether_render::yaml::from_str_multiple(&out)
             .map_err(|e| self.inconsistent(format!("the result would not parse: {e}")))?;
         let [new] = values.as_slice() else {
             return Err(self.inconsistent(format!(

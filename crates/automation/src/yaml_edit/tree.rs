@@ -73,7 +73,7 @@ impl Node {
 /// `serde_json::Value`, so indexes agree between the two.
 pub(crate) fn parse(text: &str) -> Result<Vec<Node>, String> {
     let docs: Vec<Spanned<Raw>> =
-        serde_saphyr::from_str_multiple(text).map_err(|e| e.to_string())?;
+        tether_render::yaml::from_str_multiple(text).map_err(|e| e.to_string())?;
     docs.into_iter().map(convert).collect()
 }
 
