@@ -171,7 +171,9 @@ impl Event {
 /// The body sent for `event` in `format`.
 pub fn body(format: Format, event: &Event, sync_name: &str, source: &str) -> Value {
     match format {
-        Format::Slack => json!({ "text": event.text(sync_name) }),
+        // Plain text: a file name, commit or server message holding `<!channel>` or `<https://x|fix>` must
+        // not ping a channel or disguise a link, nor `*`/`_` restyle it.
+        Format::Slack => json!({ "text": slack_escape(&event.text(sync_name)), "mrkdwn": false }),
         Format::Generic => {
             let mut v = json!({
                 "event": event.kind(),
@@ -186,6 +188,13 @@ pub fn body(format: Format, event: &Event, sync_name: &str, source: &str) -> Val
             v
         }
     }
+}
+
+/// `text` with the three characters Slack's message syntax gives meaning escaped, as Slack documents.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A receiver as logs may name it: scheme and host only. Incoming-webhook URLs (Slack, Teams, Discord)
@@ -370,11 +379,36 @@ mod tests {
         );
         let generic = body(Format::Generic, &e, "tether", "ssh://git@h/r");
         assert_eq!(generic["event"], "sync_failed");
+        assert_eq!(slack["mrkdwn"], false);
         assert_eq!(generic["objects"][0]["at"], "apps/web.yaml:3");
         // The key of RFC 4231 test case 2.
         assert_eq!(
             signature(b"Jefe", b"what do ya want for nothing?").unwrap(),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn text_from_a_repository_cannot_ping_a_slack_channel_or_disguise_a_link() {
+        let e = Event::SyncFailed {
+            revision: None,
+            error: "1 problem(s) in the manifests".into(),
+            objects: vec![ObjectError {
+                object: None,
+                at: "x<!channel>.yaml:1".into(),
+                message: "see <https://evil.example|the fix> & more".into(),
+            }],
+        };
+        let slack = body(Format::Slack, &e, "tether", "ssh://git@h/r");
+        let text = slack["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(
+            text.contains("x&lt;!channel&gt;.yaml:1")
+                && text.contains("&lt;https://evil.example|the fix&gt; &amp; more"),
+            "{text}"
+        );
+        // The generic format is JSON for programs: as written.
+        let generic = body(Format::Generic, &e, "tether", "ssh://git@h/r");
+        assert_eq!(generic["objects"][0]["at"], "x<!channel>.yaml:1");
     }
 }
