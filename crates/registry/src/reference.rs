@@ -277,7 +277,7 @@ fn validate_path(path: &str) -> Result<(), String> {
 }
 
 /// Tags are `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn validate_tag(tag: &str) -> Result<(), String> {
+pub(crate) fn validate_tag(tag: &str) -> Result<(), String> {
     let ok = (1..=128).contains(&tag.len())
         && tag
             .bytes()

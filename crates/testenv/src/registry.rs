@@ -179,6 +179,8 @@ pub struct Fault {
     pub status: u16,
     /// The `Retry-After` header value, if any (seconds or an HTTP-date).
     pub retry_after: Option<String>,
+    /// The JSON body, if not the registry error the status implies: a hostile registry's answer.
+    pub body: Option<String>,
 }
 
 impl Fault {
@@ -190,6 +192,18 @@ impl Fault {
             times,
             status: 429,
             retry_after: Some(retry_after.to_owned()),
+            body: None,
+        }
+    }
+
+    /// `status` with `body` (JSON) for the next request of `kind`: what a hostile or broken registry says.
+    pub fn answer(kind: RequestKind, status: u16, body: &str) -> Fault {
+        Fault {
+            kind: Some(kind),
+            times: 1,
+            status,
+            retry_after: None,
+            body: Some(body.to_owned()),
         }
     }
 }
@@ -554,12 +568,14 @@ async fn handle(state: &ProxyState, req: Request<Incoming>) -> Reply {
 }
 
 fn injected_reply(fault: &Fault) -> Reply {
-    let body = if fault.status == 429 {
+    let body = if let Some(body) = &fault.body {
+        body.as_str()
+    } else if fault.status == 429 {
         r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit (injected by the test proxy)"}]}"#
     } else {
         r#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the test proxy"}]}"#
     };
-    let mut reply = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut reply = Response::new(Full::new(Bytes::from(body.to_owned())));
     *reply.status_mut() =
         StatusCode::from_u16(fault.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     reply.headers_mut().insert(

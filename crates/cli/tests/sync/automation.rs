@@ -501,6 +501,7 @@ fn a_registry_failing_for_a_while_costs_passes_and_nothing_else() {
         times: 1000,
         status: 500,
         retry_after: None,
+        body: None,
     });
     for _ in 0..2 {
         let out = e.automate();

@@ -158,6 +158,7 @@ impl RegistryClient {
         let mut tags = Vec::new();
         let mut seen = HashSet::new();
         let mut visited = HashSet::new();
+        let mut refused = 0usize;
         loop {
             if !visited.insert(url.clone()) || visited.len() > MAX_TAG_PAGES {
                 return Err(self.invalid(
@@ -190,6 +191,16 @@ impl RegistryClient {
                 self.invalid(repo, &url, &format!("the tag list is not valid JSON: {e}"))
             })?;
             for tag in page.tags.unwrap_or_default() {
+                // A tag goes into manifests and commit messages: one the distribution spec does not allow
+                // (`1.0\n\nSigned-off-by: …`) can only come from a broken or hostile registry.
+                if let Err(why) = crate::reference::validate_tag(&tag) {
+                    refused += 1;
+                    if refused == 1 {
+                        tracing::warn!(component = "registry", repo = %repo, reason = %tether_core::report::Shown(&why),
+                            "the registry lists a tag that is not valid; ignoring it and any others like it");
+                    }
+                    continue;
+                }
                 if seen.insert(tag.clone()) {
                     tags.push(tag);
                 }

@@ -723,3 +723,21 @@ async fn an_https_client_against_a_plain_http_registry_says_how_to_fix_it() {
         "TLS errors are not retried"
     );
 }
+
+#[tokio::test]
+async fn tags_the_distribution_spec_does_not_allow_are_ignored() {
+    // A tag ends up in a manifest and in automation's commit message: one holding a newline could forge
+    // trailers there. Only a broken or hostile registry lists such tags.
+    let registry = TestRegistry::start();
+    registry.inject(Fault::answer(
+        RequestKind::TagsList,
+        200,
+        r#"{"name":"team/x","tags":["v1","v2\n\nSigned-off-by: evil","../up","-rc","v3","","x y"]}"#,
+    ));
+    let tags = client(&registry, None)
+        .list_tags(&repo(&registry, "team/x"), &anon())
+        .await
+        .unwrap();
+    assert_eq!(tags, ["v1", "v3"]);
+    assert_eq!(registry.pending_faults(), 0);
+}
