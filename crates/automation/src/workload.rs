@@ -101,6 +101,14 @@ fn collect(
         if !workload::is_workload(r.kind()) {
             continue;
         }
+        let namespace = r.namespace().unwrap_or(default_namespace);
+        // No such object can exist in the cluster (the sync refuses it, naming the fix), and its name would
+        // go into commit subjects, notifications and the API's lists as written.
+        if tether_core::id::name_problem(r.name()).is_some()
+            || tether_core::id::namespace_problem(namespace).is_some()
+        {
+            continue;
+        }
         let Some(spec) = workload::pod_spec(&r.object) else {
             continue;
         };
@@ -118,6 +126,10 @@ fn collect(
                 ) else {
                     continue;
                 };
+                // A container name is a DNS label, or the server refuses the workload.
+                if !tether_core::id::is_dns_label(name) {
+                    continue;
+                }
                 containers.push(Container {
                     name: name.to_owned(),
                     image: image.to_owned(),
@@ -138,7 +150,6 @@ fn collect(
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_owned();
-        let namespace = r.namespace().unwrap_or(default_namespace);
         out.push(Workload {
             id: ObjectId::new(r.api_version(), r.kind(), Some(namespace), r.name()),
             source: r.source.clone(),
@@ -214,5 +225,27 @@ mod tests {
             );
             assert!(!workloads(&[d], "default")[0].is_automatable());
         }
+    }
+
+    #[test]
+    fn names_no_cluster_can_hold_are_never_listed() {
+        // Such names would reach commit subjects (`tether release`), notifications and the API's lists.
+        let deploy = |name: &str, container: &str| {
+            res(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "apps"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": container, "image": "r/app:1"}, {"name": "ok", "image": "r/ok:1"}]}}}}))
+        };
+        let ws = workloads(
+            &[
+                deploy("w\n\nCo-authored-by: evil <e@x>", "app"),
+                deploy("web", "<https://evil.example|fix>"),
+            ],
+            "apps",
+        );
+        assert_eq!(ws.len(), 1);
+        assert_eq!(ws[0].id.to_string(), "apps:deployment/web");
+        let names: Vec<_> = ws[0].containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ok"]);
     }
 }

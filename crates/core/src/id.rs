@@ -84,6 +84,37 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Why `name` cannot be an object name, if it cannot: it goes into request URLs, so beyond what each kind's
+/// own validation says (the server's job), it must be a non-empty URL path segment of at most 253
+/// characters with no `/`, `%`, `?`, `#`, whitespace or control characters, and not `.` or `..`.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty; every object needs a name")
+    } else if name.len() > 253 {
+        Some("is longer than 253 characters")
+    } else if name == "." || name == ".." {
+        Some("is not a name Kubernetes accepts")
+    } else if name
+        .chars()
+        .any(|c| matches!(c, '/' | '%' | '?' | '#') || c.is_whitespace() || c.is_control())
+    {
+        Some(
+            "holds a character no Kubernetes name may hold ('/', '%', '?', '#', spaces or control \
+             characters); use lowercase letters, digits, '-' and '.'",
+        )
+    } else {
+        None
+    }
+}
+
+/// Why `namespace` cannot be a namespace name (a DNS label: lowercase letters, digits and '-', at most 63).
+pub fn namespace_problem(namespace: &str) -> Option<&'static str> {
+    (!is_dns_label(namespace)).then_some(
+        "is not a namespace name: use at most 63 lowercase letters, digits and '-', starting and ending \
+         with a letter or digit",
+    )
+}
+
 /// An `apiVersion` as (group, version): `apps/v1` → (`apps`, `v1`), `v1` → (`""`, `v1`).
 pub fn split_api_version(api_version: &str) -> (&str, &str) {
     api_version.rsplit_once('/').unwrap_or(("", api_version))

@@ -203,12 +203,12 @@ impl<'a> Preparer<'a> {
         let namespace = kind
             .namespaced
             .then(|| r.namespace().unwrap_or(self.default_namespace).to_owned());
-        let bad = name_problem(r.name())
+        let bad = tether_core::id::name_problem(r.name())
             .map(|p| ("metadata.name", r.name(), p))
             .or_else(|| {
-                namespace
-                    .as_deref()
-                    .and_then(|ns| namespace_problem(ns).map(|p| ("metadata.namespace", ns, p)))
+                namespace.as_deref().and_then(|ns| {
+                    tether_core::id::namespace_problem(ns).map(|p| ("metadata.namespace", ns, p))
+                })
             });
         let problem = bad
             .map(|(field, value, problem)| {
@@ -321,37 +321,6 @@ impl<'a> Preparer<'a> {
         });
         Ok(out)
     }
-}
-
-/// Why `name` cannot be an object name, if it cannot: it goes into request URLs, so beyond what each kind's
-/// own validation says (the server's job), it must be a non-empty URL path segment of at most 253
-/// characters with no `/`, `%`, `?`, `#`, whitespace or control characters, and not `.` or `..`.
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty; every object needs a name")
-    } else if name.len() > 253 {
-        Some("is longer than 253 characters")
-    } else if name == "." || name == ".." {
-        Some("is not a name Kubernetes accepts")
-    } else if name
-        .chars()
-        .any(|c| matches!(c, '/' | '%' | '?' | '#') || c.is_whitespace() || c.is_control())
-    {
-        Some(
-            "holds a character no Kubernetes name may hold ('/', '%', '?', '#', spaces or control \
-             characters); use lowercase letters, digits, '-' and '.'",
-        )
-    } else {
-        None
-    }
-}
-
-/// Why `namespace` cannot be a namespace name (a DNS label: lowercase letters, digits and '-', at most 63).
-fn namespace_problem(namespace: &str) -> Option<&'static str> {
-    (!tether_core::id::is_dns_label(namespace)).then_some(
-        "is not a namespace name: use at most 63 lowercase letters, digits and '-', starting and ending \
-         with a letter or digit",
-    )
 }
 
 /// The ownership mark of `id` under `sync_name` (see [`OWNER_ANNOTATION`]).
