@@ -316,7 +316,7 @@ impl DaemonArgs {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(err(format!(
                     "--notify-url {}: give an http:// or https:// URL",
-                    tether_source::redact(url)
+                    tether_daemon::notify::receiver_label(url)
                 )));
             }
         }

@@ -203,7 +203,11 @@ pub fn receiver_label(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{scheme}://{host}/…")
+    if scheme.is_empty() {
+        format!("{host}/…")
+    } else {
+        format!("{scheme}://{host}/…")
+    }
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`.
@@ -346,6 +350,11 @@ mod tests {
         assert_eq!(
             receiver_label("http://u:p@127.0.0.1:9/x?token=t"),
             "http://127.0.0.1:9/…"
+        );
+        // Without a scheme (a mistake the flag refuses, naming the receiver this way).
+        assert_eq!(
+            receiver_label("hooks.slack.com/services/T0/B0/s3cr3t"),
+            "hooks.slack.com/…"
         );
     }
 

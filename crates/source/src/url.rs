@@ -94,27 +94,29 @@ impl fmt::Display for GitUrl {
     }
 }
 
-/// Removes any `user:password@` from an HTTP(S) URL (and a password from an SSH URL), for logs and errors.
+/// Removes the credentials from a URL of any scheme, for logs and errors: all of `user:password@` (HTTP(S),
+/// unknown schemes, whatever their case), only the password of an SSH URL (its user names the account).
 pub fn redact(url: &str) -> String {
-    for scheme in ["ssh://", "git+ssh://"] {
-        if let Some(rest) = url.strip_prefix(scheme) {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if let Some((user, host)) = authority.rsplit_once('@') {
-                if let Some((name, _)) = user.split_once(':') {
-                    return format!("{scheme}{name}:***@{host}/{path}");
-                }
-            }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (rest, None),
+    };
+    let Some((user, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let userinfo = if matches!(scheme.to_ascii_lowercase().as_str(), "ssh" | "git+ssh") {
+        match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***"),
+            None => return url.to_owned(),
         }
-    }
-    for scheme in ["https://", "http://"] {
-        if let Some(rest) = url.strip_prefix(scheme) {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if let Some((_, host)) = authority.rsplit_once('@') {
-                return format!("{scheme}***@{host}/{path}");
-            }
-        }
-    }
-    url.to_owned()
+    } else {
+        "***".to_owned()
+    };
+    let path = path.map(|p| format!("/{p}")).unwrap_or_default();
+    format!("{scheme}://{userinfo}@{host}{path}")
 }
 
 #[cfg(test)]
@@ -165,5 +167,25 @@ mod tests {
             "ssh://git:***@host/r.git"
         );
         assert!(GitUrl::parse("ssh://git@host/r.git").is_ok());
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_urls_of_any_scheme_and_case() {
+        for (url, shown) in [
+            ("HTTPS://bob:s3cret@host/r", "HTTPS://***@host/r"),
+            ("git+https://bob:s3cret@host/r", "git+https://***@host/r"),
+            ("ftp://u:s3cret@host", "ftp://***@host"),
+            ("SSH://git:s3cret@host/r", "SSH://git:***@host/r"),
+            ("https://token-s3cret@host/r", "https://***@host/r"),
+            ("ssh://git@host/r", "ssh://git@host/r"),
+            ("git@github.com:org/repo", "git@github.com:org/repo"),
+            ("file:///srv/r.git", "file:///srv/r.git"),
+        ] {
+            assert_eq!(redact(url), shown);
+            if url.contains("s3cret") {
+                let err = GitUrl::parse(url).unwrap_err();
+                assert!(!err.contains("s3cret"), "{err}");
+            }
+        }
     }
 }
