@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use tracing::{error, info, info_span, Instrument};
+use tracing::{info, info_span, Instrument};
 
 /// What the admin endpoints report on.
 #[derive(Debug)]
@@ -111,12 +111,8 @@ pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> anyhow::Result<S
     let bound = listener.local_addr()?;
     info!(component = "admin", address = %bound, "serving /healthz, /readyz and /metrics");
     tokio::spawn(
-        async move {
-            if let Err(e) = axum::serve(listener, router(state)).await {
-                error!(component = "admin", error = %e, "admin server stopped");
-            }
-        }
-        .instrument(info_span!("admin")),
+        crate::http::serve(listener, router(state), crate::http::Limits::ADMIN, "admin")
+            .instrument(info_span!("admin")),
     );
     Ok(bound)
 }

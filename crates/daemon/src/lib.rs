@@ -8,6 +8,7 @@ mod automation;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod http;
 pub mod identity;
 pub mod leader;
 pub mod logging;

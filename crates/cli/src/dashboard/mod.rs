@@ -86,9 +86,11 @@ async fn serve(args: DashboardArgs) -> anyhow::Result<()> {
         eprintln!("tether: dashboard: {e} (the page shows this until it is fixed)");
     }
     outln!("dashboard: http://127.0.0.1:{port}/");
-    axum::serve(listener, router(dash))
-        .with_graceful_shutdown(tether_daemon::shutdown_signal())
-        .await?;
+    // Until Ctrl-C; a page's open requests are cut then, which a local page can take.
+    tokio::select! {
+        () = tether_daemon::http::serve(listener, router(dash), tether_daemon::http::Limits::ADMIN, "dashboard") => {}
+        () = tether_daemon::shutdown_signal() => {}
+    }
     drop(session);
     Ok(())
 }

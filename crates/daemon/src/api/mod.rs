@@ -21,7 +21,7 @@ use tether_automation::Automation;
 use tether_render::Renderer;
 use tether_source::Repo;
 use tokio::sync::Mutex;
-use tracing::{error, info, info_span, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use crate::config::Explain;
 use crate::control::Control;
@@ -152,12 +152,8 @@ pub async fn serve(addr: SocketAddr, state: Arc<ApiState>) -> anyhow::Result<Soc
     let bound = listener.local_addr()?;
     info!(component = "api", address = %bound, "serving the API (/api/v1/)");
     tokio::spawn(
-        async move {
-            if let Err(e) = axum::serve(listener, router(state)).await {
-                error!(component = "api", error = %e, "API server stopped");
-            }
-        }
-        .instrument(info_span!("api")),
+        crate::http::serve(listener, router(state), crate::http::Limits::API, "api")
+            .instrument(info_span!("api")),
     );
     Ok(bound)
 }
