@@ -122,6 +122,26 @@ fn a_team_role_lists_and_locks_its_own_workloads_and_nothing_else() {
     assert!(none.contains("bearer token"), "{none}");
     let bogus = http(&agent.api, "GET", "/api/v1/workloads", Some("not-a-token"));
     assert!(bogus.starts_with("HTTP/1.1 401"), "{bogus}");
+    // A token longer than any cluster issues is refused without asking the cluster.
+    let huge = "x".repeat(20 << 10);
+    let huge = http(&agent.api, "GET", "/api/v1/workloads", Some(&huge));
+    assert!(huge.starts_with("HTTP/1.1 401"), "{huge}");
+    // The token is checked before the body is read: a caller without one announcing 2 MB gets its 401
+    // at once, and the agent never buffers what it would send.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&agent.api).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"POST /api/v1/policy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 2000000\r\n\r\n{\"workload\":",
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)
+            .expect("no answer before the body was sent");
+        assert_eq!(&head, b"HTTP/1.1 401");
+    }
 
     let token = team_token(&e, &a);
     let with_token = |args: &[&str]| {

@@ -20,6 +20,13 @@ use tether_api::{Resource, Verb};
 const CACHE_FOR: Duration = Duration::from_secs(10);
 /// Entries kept before the caches are emptied (a bound, not a tuning knob).
 const CACHE_MAX: usize = 10_000;
+/// Reviews in flight at once: a flood of made-up tokens must not take the API server's capacity (or the
+/// agent's share of it, which its syncs use) with one TokenReview each.
+const REVIEWS_AT_ONCE: usize = 16;
+/// How long a call waits for a free review before it is told to retry.
+const REVIEW_WAIT: Duration = Duration::from_secs(5);
+/// Longer is no token any cluster issues (service-account and OIDC tokens are a few KB): refused unasked.
+const MAX_TOKEN_BYTES: usize = 16 << 10;
 
 /// An authenticated caller, as the TokenReview named them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,7 +87,12 @@ impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
     fn put(&self, key: K, value: V) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > CACHE_MAX {
-            map.clear();
+            // Expired answers first: emptying it all would let a flood of made-up tokens evict every
+            // caller's answer.
+            map.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
+            if map.len() > CACHE_MAX {
+                map.clear();
+            }
         }
         map.insert(key, (value, Instant::now()));
     }
@@ -92,6 +104,7 @@ pub struct Auth {
     /// A token's hash → who it is (`None`: not valid).
     users: Recent<[u8; 32], Option<User>>,
     decisions: Recent<Access, (bool, String)>,
+    reviews: tokio::sync::Semaphore,
 }
 
 impl Auth {
@@ -101,6 +114,18 @@ impl Auth {
             client,
             users: Recent::new(),
             decisions: Recent::new(),
+            reviews: tokio::sync::Semaphore::new(REVIEWS_AT_ONCE),
+        }
+    }
+
+    /// A place among the reviews in flight, or 503 when none frees up in time.
+    async fn review_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Denied> {
+        match tokio::time::timeout(REVIEW_WAIT, self.reviews.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Denied::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many calls are being checked at once; retry in a few seconds".to_owned(),
+            )),
         }
     }
 
@@ -121,10 +146,14 @@ impl Auth {
                         .to_owned(),
                 )
             })?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid());
+        }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(user) = self.users.get(&key) {
             return user.ok_or_else(invalid);
         }
+        let _slot = self.review_slot().await?;
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),
@@ -136,10 +165,13 @@ impl Auth {
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| {
-                unavailable(
-                    "the token with a TokenReview",
-                    &e,
-                    "tokenreviews.authentication.k8s.io",
+                // The caller is not known yet: what the API server said stays in the agent's log.
+                tracing::warn!(component = "api", error = %e, "cannot check a token with a TokenReview");
+                Denied::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot check the token with a TokenReview (the agent's log says why); the agent \
+                     needs create on tokenreviews.authentication.k8s.io"
+                        .to_owned(),
                 )
             })?;
         let user = answer
@@ -243,6 +275,7 @@ impl Auth {
             },
             ..SubjectAccessReview::default()
         };
+        let _slot = self.review_slot().await?;
         let answer = Api::<SubjectAccessReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
@@ -273,4 +306,32 @@ fn invalid() -> Denied {
         "the token is not valid for this cluster (expired, revoked or for another audience)"
             .to_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks against an API server that is not there: any review made fails with 503.
+    fn nowhere() -> Auth {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Auth::new(kube::Client::try_from(config).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_token_longer_than_any_cluster_issues_is_refused_unasked() {
+        let auth = nowhere();
+        let huge = format!("Bearer {}", "x".repeat(MAX_TOKEN_BYTES + 1));
+        let denied = auth.authenticate(Some(&huge)).await.unwrap_err();
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{}", denied.message);
+        // A token of ordinary length is asked about (and the absent server makes that a 503).
+        let denied = auth.authenticate(Some("Bearer abc")).await.unwrap_err();
+        assert_eq!(denied.status, StatusCode::SERVICE_UNAVAILABLE);
+        // An unauthenticated caller learns nothing of the agent's connection or identity.
+        assert!(
+            !denied.message.contains("127.0.0.1") && denied.message.contains("agent's log"),
+            "{}",
+            denied.message
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use tether_api::{
@@ -26,11 +26,23 @@ use super::{live, ApiError, ApiState};
 type St = State<Arc<ApiState>>;
 
 /// The caller, or 401.
-async fn caller(s: &ApiState, headers: &HeaderMap) -> Result<User, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    Ok(s.auth.authenticate(header).await?)
+/// The authenticated caller. An extractor, so that it runs before a handler's body is read: a caller
+/// without a valid token gets its 401 without the agent buffering and parsing what it sent.
+pub struct Caller(pub User);
+
+impl axum::extract::FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(Caller(s.auth.authenticate(header).await?))
+    }
 }
 
 /// Whether `user` may `verb` this agent's sync (read its state, trigger it): `syncs` named after the sync
@@ -59,8 +71,7 @@ fn parse_id(s: &str, what: &str) -> Result<ObjectId, ApiError> {
 }
 
 /// `GET /api/v1/sync`.
-pub async fn sync_status(State(s): St, headers: HeaderMap) -> Result<Json<SyncStatus>, ApiError> {
-    let user = caller(&s, &headers).await?;
+pub async fn sync_status(State(s): St, Caller(user): Caller) -> Result<Json<SyncStatus>, ApiError> {
     may_sync(&s, &user, Verb::Get).await?;
     let p = s.control.published();
     Ok(Json(SyncStatus {
@@ -75,8 +86,7 @@ pub async fn sync_status(State(s): St, headers: HeaderMap) -> Result<Json<SyncSt
 
 /// `POST /api/v1/sync`: fetch and apply now, also when the branch head has not moved (so hand-made drift is
 /// repaired), answered when that sync ended.
-pub async fn sync_now(State(s): St, headers: HeaderMap) -> Result<Json<SyncRecord>, ApiError> {
-    let user = caller(&s, &headers).await?;
+pub async fn sync_now(State(s): St, Caller(user): Caller) -> Result<Json<SyncRecord>, ApiError> {
     may_sync(&s, &user, Verb::Update).await?;
     leading(&s)?;
     info!(component = "api", user = %user.name, "sync requested");
@@ -143,10 +153,9 @@ async fn visible<'a>(
 /// `GET /api/v1/workloads`.
 pub async fn workloads(
     State(s): St,
-    headers: HeaderMap,
+    Caller(user): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<WorkloadList>, ApiError> {
-    let user = caller(&s, &headers).await?;
     let p = s.control.published();
     let mut shown = visible(&s, &user, &p.workloads, q.namespace.as_deref()).await?;
     if let Some(c) = &q.container {
@@ -212,10 +221,9 @@ fn policies(w: &Workload) -> Policies {
 /// `GET /api/v1/images`.
 pub async fn images(
     State(s): St,
-    headers: HeaderMap,
+    Caller(user): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ImageList>, ApiError> {
-    let user = caller(&s, &headers).await?;
     // Authorised first: whether scanning is on is not news to someone who may not list anything.
     let p = s.control.published();
     visible(&s, &user, &p.workloads, q.namespace.as_deref()).await?;
@@ -291,10 +299,9 @@ fn change_error(s: &ApiState, e: &tether_automation::run::Error) -> ApiError {
 /// `POST /api/v1/policy`.
 pub async fn policy(
     State(s): St,
-    headers: HeaderMap,
+    Caller(user): Caller,
     Json(req): Json<PolicyRequest>,
 ) -> Result<Json<ChangeResult>, ApiError> {
-    let user = caller(&s, &headers).await?;
     let id = parse_id(&req.workload, "workload")?;
     s.auth
         .authorize(
@@ -380,10 +387,9 @@ fn policy_updates(req: &PolicyRequest) -> Vec<PolicyUpdate> {
 /// `POST /api/v1/release`.
 pub async fn release(
     State(s): St,
-    headers: HeaderMap,
+    Caller(user): Caller,
     Json(req): Json<ReleaseRequest>,
 ) -> Result<Json<ReleaseResult>, ApiError> {
-    let user = caller(&s, &headers).await?;
     // Exactly one of the two.
     if req.all != req.workloads.is_empty() {
         return Err(bad_request("give workloads or all, not both or neither"));
@@ -564,8 +570,7 @@ async fn latest(
 }
 
 /// `GET /api/v1/identity`: the public half of the deploy key, to who may read the sync.
-pub async fn identity(State(s): St, headers: HeaderMap) -> Result<Json<Identity>, ApiError> {
-    let user = caller(&s, &headers).await?;
+pub async fn identity(State(s): St, Caller(user): Caller) -> Result<Json<Identity>, ApiError> {
     may_sync(&s, &user, Verb::Get).await?;
     let Some(key) = &s.deploy_key else {
         return Err(ApiError(
