@@ -116,6 +116,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut next_poll = Instant::now();
     let mut next_full = Instant::now();
     let mut delays = backoff(poll);
+    // The commit whose sync failed, and when it is tried again: a webhook announcing that same commit
+    // (a flood, or a replayed delivery) fetches but does not sync it again before then.
+    let mut retry: Option<(String, Instant)> = None;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     // Callers of the API waiting for the next sync; all answered by it.
@@ -222,6 +225,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let asked = !waiting.is_empty();
         let work = async {
             let head = syncer.fetch().await?;
+            if !asked
+                && retry
+                    .as_ref()
+                    .is_some_and(|(failed, at)| *failed == head && Instant::now() < *at)
+            {
+                return Ok(None);
+            }
             let unchanged = last_applied.as_deref() == Some(head.as_str());
             if unchanged && !due_full {
                 return Ok(None);
@@ -254,7 +264,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         };
         let result = match result {
             Ok(None) => {
-                next_poll = Instant::now() + poll;
+                next_poll = match &retry {
+                    Some((_, at)) if *at > Instant::now() => *at,
+                    _ => Instant::now() + poll,
+                };
                 continue;
             }
             Ok(Some(summary)) => Ok(summary),
@@ -312,6 +325,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     .ready
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 last_applied = Some(summary.revision.clone());
+                retry = None;
                 delays = backoff(poll);
                 next_full = Instant::now() + full;
                 next_poll = Instant::now() + poll;
@@ -323,6 +337,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 let delay = delays.next().unwrap_or(poll);
                 error!(component = "daemon", error = %explain(&e), reason = e.label(), retry_in = ?delay, "sync failed");
                 next_poll = Instant::now() + delay;
+                retry = syncer.attempted().map(|h| (h.to_owned(), next_poll));
                 next_full = next_full.max(next_poll);
                 if due_full {
                     next_full = next_poll;

@@ -168,12 +168,17 @@ fn a_registry_push_event_scans_that_repository_and_the_update_is_deployed() {
 
 /// `tether_syncs_total{result="success"}` on the agent's metrics.
 fn successful_syncs(metrics: &str) -> u64 {
+    syncs(metrics, "success")
+}
+
+/// Syncs counted on /metrics with this result, whatever their reason.
+fn syncs(metrics: &str, result: &str) -> u64 {
     crate::support::http_get(metrics, "/metrics")
         .lines()
-        .find(|l| l.starts_with(r#"tether_syncs_total{result="success""#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .filter(|l| l.starts_with(&format!(r#"tether_syncs_total{{result="{result}""#)))
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
 }
 
 #[test]
@@ -223,50 +228,56 @@ fn a_flood_of_webhooks_syncs_the_commit_once_and_fetches_far_fewer_times() {
     let signature = github_signature("fl00d-secret", &body);
     const HOOKS: usize = 200;
     // Eight senders at once, as a busy Git host retrying deliveries would.
-    let answers: Vec<String> = std::thread::scope(|s| {
-        let senders: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..HOOKS / 8)
-                        .map(|_| {
-                            http_with(
-                                &agent.api,
-                                "POST",
-                                "/hooks/git",
-                                &[
-                                    ("X-GitHub-Event", "push"),
-                                    ("X-Hub-Signature-256", &signature),
-                                ],
-                                &body,
-                            )
-                        })
-                        .collect::<Vec<_>>()
+    let flood = |hooks: usize| {
+        let answers: Vec<String> = std::thread::scope(|s| {
+            let senders: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..hooks / 8)
+                            .map(|_| {
+                                http_with(
+                                    &agent.api,
+                                    "POST",
+                                    "/hooks/git",
+                                    &[
+                                        ("X-GitHub-Event", "push"),
+                                        ("X-Hub-Signature-256", &signature),
+                                    ],
+                                    &body,
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
                 })
-            })
-            .collect();
-        senders
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect()
-    });
-    assert_eq!(answers.len(), HOOKS);
-    for a in &answers {
-        assert!(a.starts_with("HTTP/1.1 202"), "{a}");
-    }
+                .collect();
+            senders
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert_eq!(answers.len(), hooks / 8 * 8);
+        for a in &answers {
+            assert!(a.starts_with("HTTP/1.1 202"), "{a}");
+        }
+    };
+    let settled = || {
+        wait_for(
+            "the flood's fetches to end",
+            Duration::from_secs(30),
+            || {
+                let a = count();
+                std::thread::sleep(Duration::from_secs(2));
+                a == count()
+            },
+        )
+    };
+    flood(HOOKS);
     wait_for("the pushed commit", Duration::from_secs(30), || {
         e.w.get(&["-n", &n, "configmap/c"])
             .is_some_and(|c| c["data"]["v"] == "2")
     });
     // Let the queued wake-ups run out, then count.
-    wait_for(
-        "the flood's fetches to end",
-        Duration::from_secs(30),
-        || {
-            let a = count();
-            std::thread::sleep(Duration::from_secs(2));
-            a == count()
-        },
-    );
+    settled();
     let fetched = count() - fetched_before;
     eprintln!("{HOOKS} webhooks: {fetched} fetches");
     assert!(
@@ -277,6 +288,33 @@ fn a_flood_of_webhooks_syncs_the_commit_once_and_fetches_far_fewer_times() {
         successful_syncs(&agent.metrics) - synced_before,
         1,
         "the commit is synced once however many hooks announce it"
+    );
+
+    // A commit that fails, announced again every 300 ms for 6 s (a replayed delivery): the announcements do
+    // not turn the failure's backoff into back-to-back attempts (the first is at once, the next 5 s later).
+    let failed_before = syncs(&agent.metrics, "failure");
+    e.w.repo.write(&[("cm.yaml", "broken: [\n")]);
+    e.w.repo.commit("broken");
+    const REPLAYS: usize = 20;
+    for _ in 0..REPLAYS {
+        let a = http_with(
+            &agent.api,
+            "POST",
+            "/hooks/git",
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            &body,
+        );
+        assert!(a.starts_with("HTTP/1.1 202"), "{a}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let failed = syncs(&agent.metrics, "failure") - failed_before;
+    eprintln!("{REPLAYS} webhooks for a failing commit: {failed} attempts");
+    assert!(
+        (1..=3).contains(&failed),
+        "a failing commit announced {REPLAYS} times in 6 s was tried {failed} times"
     );
     assert!(crate::support::http_get(&agent.metrics, "/healthz").starts_with("HTTP/1.1 200"));
 }

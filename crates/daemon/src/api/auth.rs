@@ -323,7 +323,12 @@ mod tests {
         let auth = nowhere();
         let huge = format!("Bearer {}", "x".repeat(MAX_TOKEN_BYTES + 1));
         let denied = auth.authenticate(Some(&huge)).await.unwrap_err();
-        assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{}", denied.message);
+        assert_eq!(
+            denied.status,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            denied.message
+        );
         // A token of ordinary length is asked about (and the absent server makes that a 503).
         let denied = auth.authenticate(Some("Bearer abc")).await.unwrap_err();
         assert_eq!(denied.status, StatusCode::SERVICE_UNAVAILABLE);
