@@ -37,12 +37,14 @@ impl ObjectFailure {
         }
     }
 
-    /// The API server's own message when it answered, else the client's.
+    /// The API server's own message when it answered, else the client's; control characters escaped (an
+    /// admission webhook's message is anyone's text).
     pub fn message(&self) -> String {
-        match &self.error {
+        let text = match &self.error {
             kube::Error::Api(s) => s.message.clone(),
             e => e.to_string(),
-        }
+        };
+        tether_core::report::Shown(&text).to_string()
     }
 
     /// The HTTP status the server answered with, if it answered.
@@ -111,6 +113,32 @@ impl Error {
             Error::Rejected(_) => "rejected",
             Error::ApplyFailed { .. } => "apply_failed",
             Error::Api { .. } => "api",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admission_message_cannot_forge_a_line_of_output() {
+        let status = kube::core::Status {
+            code: 400,
+            message: "denied\nlevel=error msg=forged \u{1b}[2J".into(),
+            ..Default::default()
+        };
+        let failure = ObjectFailure {
+            id: ObjectId::new("v1", "ConfigMap", Some("a"), "c"),
+            at: Provenance {
+                file: "c.yaml".into(),
+                line: 1,
+            },
+            error: kube::Error::Api(Box::new(status)),
+        };
+        for shown in [failure.message(), failure.to_string()] {
+            assert!(!shown.contains(['\n', '\u{1b}']), "{shown}");
+            assert!(shown.contains("denied\\nlevel=error"), "{shown}");
         }
     }
 }

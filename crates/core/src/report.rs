@@ -31,12 +31,21 @@ impl Display for Shown<'_> {
         for c in self.0.chars() {
             if c.is_control() {
                 write!(f, "{}", c.escape_debug())?;
+            } else if hides_text(c) {
+                write!(f, "{}", c.escape_unicode())?;
             } else {
                 f.write_char(c)?;
             }
         }
         Ok(())
     }
+}
+
+/// Characters that are not control characters but change what a reader sees: line and paragraph
+/// separators, and the bidirectional overrides and isolates that make text read in another order than it is
+/// written ("Trojan Source").
+fn hides_text(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// [`lines`] as a `Display`, for `thiserror` format strings.
@@ -129,5 +138,18 @@ mod tests {
             redact("xhunter2y: pin 42 at line 420", &secrets),
             "x[redacted]y: pin [redacted] at line 420"
         );
+    }
+
+    #[test]
+    fn shown_text_cannot_forge_a_line_or_reorder_what_is_read() {
+        assert_eq!(
+            Shown("a\nlevel=error\u{1b}[2J").to_string(),
+            "a\\nlevel=error\\u{1b}[2J"
+        );
+        assert_eq!(
+            Shown("x\u{2028}y\u{202E}z\u{2066}").to_string(),
+            "x\\u{2028}y\\u{202e}z\\u{2066}"
+        );
+        assert_eq!(Shown("ünïcode é ✓").to_string(), "ünïcode é ✓");
     }
 }

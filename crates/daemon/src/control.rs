@@ -214,7 +214,7 @@ fn object_errors(e: &SyncError) -> Vec<ObjectError> {
             .map(|p| ObjectError {
                 object: p.id.as_ref().map(ToString::to_string),
                 at: p.at.to_string(),
-                message: p.message.clone(),
+                message: tether_core::report::Shown(&p.message).to_string(),
             })
             .collect(),
         SyncError::Apply(A::Rejected(failures) | A::ApplyFailed { failures, .. }) => failures

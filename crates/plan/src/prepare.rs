@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tether_core::id::split_api_version;
 use tether_core::policy::Ignore;
+use tether_core::report::Shown;
 use tether_core::resource::Annotations;
 use tether_core::{ObjectId, Provenance, Resource};
 
@@ -127,8 +128,8 @@ pub enum Cause {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.id {
-            Some(id) => write!(f, "{} ({}): {}", id, self.at, self.message),
-            None => write!(f, "{}: {}", self.at, self.message),
+            Some(id) => write!(f, "{} ({}): {}", id, self.at, Shown(&self.message)),
+            None => write!(f, "{}: {}", self.at, Shown(&self.message)),
         }
     }
 }

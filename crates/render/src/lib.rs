@@ -39,7 +39,13 @@ pub struct FileError {
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.at, self.message)
+        // The message may quote the repository (names, a program's stderr): no line of it is forged there.
+        write!(
+            f,
+            "{}: {}",
+            self.at,
+            tether_core::report::Shown(&self.message)
+        )
     }
 }
 

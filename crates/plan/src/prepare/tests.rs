@@ -106,6 +106,24 @@ fn unknown_kinds_are_all_reported_with_their_files() {
 }
 
 #[test]
+fn a_kind_holding_control_characters_is_named_on_one_line() {
+    let err = prepare(
+        vec![res(
+            "w.yaml",
+            json!({"apiVersion": "v1", "kind": "K\u{1b}[2J\nlevel=error msg=forged", "metadata": {"name": "w"}}),
+        )],
+        resolve,
+        "default",
+        &NamespaceFilter::default(),
+        "tether",
+    )
+    .unwrap_err();
+    let shown = err[0].to_string();
+    assert!(!shown.contains(['\n', '\u{1b}']), "{shown}");
+    assert!(shown.contains("K\\u{1b}[2J\\nlevel=error"), "{shown}");
+}
+
+#[test]
 fn ignored_and_disallowed_objects_are_skipped_with_a_reason() {
     let mut ignored = cm("i", Some("demo"));
     ignored["metadata"]["annotations"] = json!({"fluxcd.io/ignore": "true"});
