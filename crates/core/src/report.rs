@@ -45,7 +45,7 @@ impl Display for Shown<'_> {
 /// separators, and the bidirectional overrides and isolates that make text read in another order than it is
 /// written ("Trojan Source").
 fn hides_text(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// [`lines`] as a `Display`, for `thiserror` format strings.
@@ -68,13 +68,22 @@ const SHORTEST_ANYWHERE: usize = 4;
 /// `text` with every one of `secrets` replaced by [`REDACTED`]; values shorter than four characters only
 /// where they stand alone, so `pin 42` loses `42` but `line 420` keeps its number.
 pub fn redact(text: &str, secrets: &[String]) -> String {
+    // Longest first, so a value is taken out before any part of it; a value of punctuation only would take
+    // that punctuation out of every message and quotes nothing.
+    let mut order: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+        .collect();
+    order.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    order.dedup();
     let mut out = text.to_owned();
-    for s in secrets {
-        if !out.contains(s.as_str()) {
+    for s in order {
+        if !out.contains(s) {
             continue;
         }
         out = if s.chars().count() >= SHORTEST_ANYWHERE {
-            out.replace(s.as_str(), REDACTED)
+            out.replace(s, REDACTED)
         } else {
             replace_standing_alone(&out, s)
         };
@@ -85,27 +94,26 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 /// `text` with each occurrence of `value` that has no letter or digit right before or after it replaced.
 fn replace_standing_alone(text: &str, value: &str) -> String {
     let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    // A value that itself starts or ends with punctuation has its edge checked on its letters.
+    let check_before = value.chars().next().is_some_and(char::is_alphanumeric);
+    let check_after = value.chars().next_back().is_some_and(char::is_alphanumeric);
     let mut out = String::with_capacity(text.len());
-    let mut rest = 0;
-    for (at, _) in text.match_indices(value) {
-        if at < rest {
-            continue;
-        }
+    let (mut copied, mut from) = (0, 0);
+    while let Some(found) = text[from..].find(value) {
+        let at = from + found;
         let end = at + value.len();
-        let before = text[..at].chars().next_back();
-        let after = text[end..].chars().next();
-        // A value that itself starts or ends with punctuation has its edge checked on its letters.
-        let edge_before = value.chars().next().is_some_and(char::is_alphanumeric) && joined(before);
-        let edge_after =
-            value.chars().next_back().is_some_and(char::is_alphanumeric) && joined(after);
-        if edge_before || edge_after {
-            continue;
+        let touched = (check_before && joined(text[..at].chars().next_back()))
+            || (check_after && joined(text[end..].chars().next()));
+        if !touched {
+            out.push_str(&text[copied..at]);
+            out.push_str(REDACTED);
+            (copied, from) = (end, end);
+        } else {
+            // An occurrence that does stand alone may start inside this one (`1-1` in `x1-1-1`).
+            from = at + text[at..].chars().next().map_or(1, char::len_utf8);
         }
-        out.push_str(&text[rest..at]);
-        out.push_str(REDACTED);
-        rest = end;
     }
-    out.push_str(&text[rest..]);
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -133,10 +141,23 @@ mod tests {
 
     #[test]
     fn values_are_redacted_anywhere_and_short_ones_where_they_stand_alone() {
-        let secrets = ["hunter2".to_owned(), "42".to_owned()];
+        let secrets = ["42".to_owned(), "hunter2".to_owned(), "/".to_owned()];
         assert_eq!(
-            redact("xhunter2y: pin 42 at line 420", &secrets),
-            "x[redacted]y: pin [redacted] at line 420"
+            redact("xhunter2y: pin 42 at line 420 of a/b", &secrets),
+            "x[redacted]y: pin [redacted] at line 420 of a/b"
+        );
+        // Overlapping: the first `1-1` is joined to `x`, the one after it stands alone.
+        assert_eq!(
+            redact("x1-1-1 ü1-1", &["1-1".to_owned()]),
+            "x1-[redacted] ü1-1"
+        );
+        // Any order: a value is taken out whole before a part of it.
+        assert_eq!(
+            redact(
+                "token abcd-efgh",
+                &["abcd".to_owned(), "abcd-efgh".to_owned()]
+            ),
+            "token [redacted]"
         );
     }
 

@@ -3,9 +3,13 @@
 //! socket and its buffer forever, and enough of them exhaust the agent's file descriptors or memory while
 //! `/healthz` stops answering and the kubelet restarts the agent. Here every connection must send a whole
 //! request head within [`Limits::header_read`] (the same timer closes keep-alive connections left idle),
-//! and at most [`Limits::connections`] are served at once; more wait in the listen backlog.
+//! one address may hold at most [`Limits::per_peer`] connections (more are closed at once, so one client
+//! cannot take the slots the kubelet's probes need), and at most [`Limits::connections`] are served at
+//! once; more wait in the listen backlog.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +24,8 @@ use tracing::{debug, warn};
 pub struct Limits {
     /// Connections served at once.
     pub connections: usize,
+    /// Connections one address may hold at once.
+    pub per_peer: usize,
     /// Time a client has to send a request head, from connecting or from the last response.
     pub header_read: Duration,
 }
@@ -27,12 +33,14 @@ pub struct Limits {
 impl Limits {
     /// The API and webhooks: the CLI, CI jobs and Git hosts, a few at a time each.
     pub const API: Limits = Limits {
-        connections: 256,
+        connections: 1024,
+        per_peer: 32,
         header_read: Duration::from_secs(10),
     };
     /// `/healthz`, `/readyz` and `/metrics`: the kubelet and a scraper or two.
     pub const ADMIN: Limits = Limits {
-        connections: 64,
+        connections: 256,
+        per_peer: 16,
         header_read: Duration::from_secs(10),
     };
 }
@@ -40,6 +48,7 @@ impl Limits {
 /// Serves `router` on `listener` until the process ends; `component` names the server in logs.
 pub async fn serve(listener: TcpListener, router: Router, limits: Limits, component: &'static str) {
     let slots = Arc::new(Semaphore::new(limits.connections.max(1)));
+    let peers = Arc::new(Peers::default());
     loop {
         // Closed only if dropped, which this loop never does.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -47,12 +56,19 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, compon
         };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
+            // The client gave up before it was accepted: nothing to say.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
             Err(e) => {
                 // Out of file descriptors, most likely: wait for some to be given back.
                 warn!(component, error = %e, "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(held) = peers.enter(peer.ip(), limits.per_peer) else {
+            debug!(component, peer = %peer, "too many connections from one address: closed");
+            drop(stream);
+            continue;
         };
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
@@ -64,8 +80,39 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, compon
             if let Err(e) = served {
                 debug!(component, peer = %peer, error = %e, "connection ended");
             }
-            drop(slot);
+            drop((held, slot));
         });
+    }
+}
+
+/// Connections held per address.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection of an address, given back on drop.
+struct Held(Arc<Peers>, IpAddr);
+
+impl Peers {
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Held> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(Held(self.clone(), ip))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut counts = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -98,6 +145,7 @@ mod tests {
     async fn a_client_that_stalls_in_its_request_head_is_cut_off_and_others_are_served() {
         let limits = Limits {
             connections: 4,
+            per_peer: 4,
             header_read: Duration::from_millis(300),
         };
         let addr = start(limits).await;
@@ -125,6 +173,7 @@ mod tests {
     async fn an_idle_keep_alive_connection_is_closed() {
         let addr = start(Limits {
             connections: 4,
+            per_peer: 4,
             header_read: Duration::from_millis(300),
         })
         .await;
@@ -136,5 +185,44 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "an idle connection was kept open");
         assert!(String::from_utf8_lossy(&rest).ends_with("ok"));
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_the_slots_another_needs() {
+        let addr = start(Limits {
+            connections: 64,
+            per_peer: 4,
+            header_read: Duration::from_secs(30),
+        })
+        .await;
+        let mut stalled = Vec::new();
+        for _ in 0..4 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost:")
+                .await
+                .unwrap();
+            stalled.push(s);
+        }
+        // A fifth from the same address is closed at once (long before the 30 s header timeout).
+        let mut fifth = TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a fifth connection of one address was kept");
+        // Another address (all of 127/8 is loopback) is served at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(addr).await.unwrap();
+        other
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), other.read_to_string(&mut answer))
+            .await
+            .expect("another address was not served")
+            .unwrap();
+        assert!(answer.ends_with("ok"), "{answer}");
+        drop(stalled);
     }
 }

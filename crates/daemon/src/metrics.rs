@@ -58,7 +58,7 @@ impl Metrics {
             "Requests tether may have in flight toward the API server (watches and Lease renewals aside): at \
              most 256, cut to half of what was in flight when the server answers 429 (priority and \
              fairness), grown back by about one per round of served answers and doubled by each minute \
-             without a 429",
+             without a 429 (counted when the next request goes out)",
             limit,
         );
         registry.register(

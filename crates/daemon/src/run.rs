@@ -156,6 +156,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     info!(component = "daemon", "elected: syncing now");
                     // Another replica may have synced and collected meanwhile: start from a full sync.
                     syncer.forget_applied();
+                    retry = None;
                     next_poll = Instant::now();
                     next_full = Instant::now();
                 }
@@ -264,10 +265,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         };
         let result = match result {
             Ok(None) => {
-                next_poll = match &retry {
-                    Some((_, at)) if *at > Instant::now() => *at,
-                    _ => Instant::now() + poll,
-                };
+                match &retry {
+                    // Held back until the failed commit's retry: a full sync due meanwhile waits too, or
+                    // the loop would wake for it (and fetch) at once, again and again.
+                    Some((_, at)) if *at > Instant::now() => {
+                        next_poll = *at;
+                        next_full = next_full.max(*at);
+                    }
+                    _ => next_poll = Instant::now() + poll,
+                }
                 continue;
             }
             Ok(Some(summary)) => Ok(summary),

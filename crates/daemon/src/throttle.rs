@@ -1,9 +1,10 @@
 //! Adaptive concurrency toward the Kubernetes API server. When API Priority and Fairness refuses requests
 //! (429), fewer are sent at once: the limit drops to half of what was in flight, once per round of requests
 //! (those sent before the cut cannot cut again), and grows back by one per round of answers that were not
-//! refused; after a minute without any refusal it doubles, so an agent that met a burst of load once does
-//! not keep a low limit through hours of calm until its next big sync. kube's retry policy sends each refused request again after the server's `Retry-After`; without
-//! the limit, every round of retries met the same refusal (60 Secrets against a level of 3 seats took 86 s).
+//! refused; each minute without any refusal doubles it (counted when the next request goes out), so an
+//! agent that met a burst of load once does not keep a low limit through hours of calm until its next big
+//! sync. kube's retry policy sends each refused request again after the server's `Retry-After`; without the
+//! limit, every round of retries met the same refusal (60 Secrets against a level of 3 seats took 86 s).
 //!
 //! Watches (long-lived) and Lease requests (leader election must renew on time) are never held back.
 //!

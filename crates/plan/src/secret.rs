@@ -52,16 +52,22 @@ pub fn problem(object: &Value) -> Option<String> {
     None
 }
 
-/// Whether the API server can decode `text` as a Secret's `data` value: padded standard base64, line
-/// breaks ignored, and (as Go's decoder) any trailing bits, so nothing the server takes is refused here.
+/// Whether the API server can decode `text` as a Secret's `data` value.
 fn is_base64(text: &str) -> bool {
+    decode(text).is_some()
+}
+
+/// A Secret's `data` value decoded as the API server does: padded standard base64, line breaks ignored
+/// (`base64` wraps at 76 columns), and, as Go's decoder, any trailing bits; so nothing the server takes is
+/// refused here, and a wrapped key's decoded form is redacted too.
+fn decode(text: &str) -> Option<Vec<u8>> {
     use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
     );
     let joined: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
-    LENIENT.decode(joined).is_ok()
+    LENIENT.decode(joined).ok()
 }
 
 fn what(v: &Value) -> &'static str {
@@ -76,8 +82,7 @@ fn what(v: &Value) -> &'static str {
 }
 
 /// Every value of a Secret's manifest in each form a server may quote it in: as written, decoded from
-/// base64 (`data`), encoded to it (`stringData`). Longest first, so a value is redacted before any part of
-/// it.
+/// base64 (`data`, also line by line), encoded to it (`stringData`).
 pub fn values(body: &Value) -> Vec<String> {
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::new();
@@ -90,11 +95,15 @@ pub fn values(body: &Value) -> Vec<String> {
             .collect()
     };
     for v in strings("data") {
-        if let Some(text) = engine
-            .decode(&v)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-        {
+        if let Some(text) = decode(&v).and_then(|b| String::from_utf8(b).ok()) {
+            // A PEM key is quoted line by line as often as whole; short lines (`}`, `a`) are no secret and
+            // would be taken out of every message.
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| l.len() >= 8)
+                    .map(str::to_owned),
+            );
             out.push(text);
         }
         out.push(v);
@@ -103,9 +112,8 @@ pub fn values(body: &Value) -> Vec<String> {
         out.push(engine.encode(&v));
         out.push(v);
     }
-    // A value of punctuation only would take punctuation out of every message, and quotes nothing.
-    out.retain(|v| v.chars().any(char::is_alphanumeric));
-    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    // `redact` orders them and passes over values of punctuation only.
+    out.sort();
     out.dedup();
     out
 }
@@ -207,6 +215,14 @@ mod tests {
             redact("pin 42 refused (\"42\"), see line 420 of 142.yaml: -x a-x", &secrets),
             "pin [redacted] refused (\"[redacted]\"), see line 420 of 142.yaml: [redacted] a[redacted]"
         );
-        assert!(!secrets.contains(&".".to_owned()), "{secrets:?}");
+        // A wrapped value (as `base64` writes keys) is decoded too, and redacted whole and line by line.
+        let key = "line one of a key\nline two of a key\n";
+        let wrapped = base64::engine::general_purpose::STANDARD.encode(key);
+        let wrapped = format!("{}\n{}", &wrapped[..20], &wrapped[20..]);
+        let secrets = values(&json!({"data": {"key": wrapped}}));
+        assert_eq!(
+            redact("refused: line two of a key", &secrets),
+            "refused: [redacted]"
+        );
     }
 }

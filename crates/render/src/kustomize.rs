@@ -222,7 +222,14 @@ fn generator_secrets(checkout: &crate::checkout::Checkout<'_>, reads: &[Read]) -
     let mut add = |entry: &str| {
         out.push(entry.trim().to_owned());
         if let Some((_, value)) = entry.split_once('=') {
-            out.push(value.trim().to_owned());
+            let value = value.trim();
+            out.push(value.to_owned());
+            // kustomize takes the quotes off `key="value"`.
+            for q in ['"', '\''] {
+                if let Some(inner) = value.strip_prefix(q).and_then(|v| v.strip_suffix(q)) {
+                    out.push(inner.to_owned());
+                }
+            }
         }
     };
     let strings = |v: &Value, field: &str| -> Vec<String> {
@@ -253,7 +260,11 @@ fn generator_secrets(checkout: &crate::checkout::Checkout<'_>, reads: &[Read]) -
                 else {
                     continue;
                 };
-                for line in bytes.split(|&b| b == b'\n') {
+                // A hostile repository's env file of millions of lines would make the redaction of one
+                // error cost minutes: the first lines are looked at, kustomize stops at the first bad one.
+                for line in bytes.split(|&b| b == b'\n').take(MAX_ENV_LINES) {
+                    // Go's line reader drops the `\r` of a CRLF line before kustomize quotes it.
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
                     let text = String::from_utf8_lossy(line);
                     if text.trim().is_empty() || text.trim_start().starts_with('#') {
                         continue;
@@ -269,10 +280,13 @@ fn generator_secrets(checkout: &crate::checkout::Checkout<'_>, reads: &[Read]) -
         }
     }
     out.retain(|v| !v.is_empty());
-    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.sort();
     out.dedup();
     out
 }
+
+/// Lines of one env file whose values are taken out of a failed build's error.
+const MAX_ENV_LINES: usize = 10_000;
 
 /// One kustomization a build reads.
 struct Read {

@@ -101,8 +101,14 @@ impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
 /// Checks tokens and permissions against the cluster.
 pub struct Auth {
     client: kube::Client,
-    /// A token's hash → who it is (`None`: not valid).
-    users: Recent<[u8; 32], Option<User>>,
+    /// A token's hash → who it is.
+    users: Recent<[u8; 32], User>,
+    /// Tokens found not valid, apart: a flood of made-up ones fills only this cache, never evicting
+    /// the answers of real callers.
+    refused: Recent<[u8; 32], ()>,
+    /// When a failed TokenReview was last logged at warn level (a flood while the API server is down
+    /// would otherwise write one line per call).
+    told: Mutex<Option<Instant>>,
     decisions: Recent<Access, (bool, String)>,
     reviews: tokio::sync::Semaphore,
 }
@@ -113,6 +119,8 @@ impl Auth {
         Auth {
             client,
             users: Recent::new(),
+            refused: Recent::new(),
+            told: Mutex::new(None),
             decisions: Recent::new(),
             reviews: tokio::sync::Semaphore::new(REVIEWS_AT_ONCE),
         }
@@ -151,7 +159,10 @@ impl Auth {
         }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(user) = self.users.get(&key) {
-            return user.ok_or_else(invalid);
+            return Ok(user);
+        }
+        if self.refused.get(&key).is_some() {
+            return Err(invalid());
         }
         let _slot = self.review_slot().await?;
         let review = TokenReview {
@@ -166,7 +177,13 @@ impl Auth {
             .await
             .map_err(|e| {
                 // The caller is not known yet: what the API server said stays in the agent's log.
-                tracing::warn!(component = "api", error = %e, "cannot check a token with a TokenReview");
+                let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+                if told.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    *told = Some(Instant::now());
+                    tracing::warn!(component = "api", error = %e, "cannot check a token with a TokenReview");
+                } else {
+                    tracing::debug!(component = "api", error = %e, "cannot check a token with a TokenReview");
+                }
                 Denied::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "cannot check the token with a TokenReview (the agent's log says why); the agent \
@@ -186,8 +203,16 @@ impl Auth {
                     extra: u.extra.unwrap_or_default(),
                 })
             });
-        self.users.put(key, user.clone());
-        user.ok_or_else(invalid)
+        match user {
+            Some(user) => {
+                self.users.put(key, user.clone());
+                Ok(user)
+            }
+            None => {
+                self.refused.put(key, ());
+                Err(invalid())
+            }
+        }
     }
 
     /// Whether `user` may `verb` the `resource` named `name` in `namespace`; a refusal says so in one line.

@@ -25,7 +25,6 @@ use super::{live, ApiError, ApiState};
 
 type St = State<Arc<ApiState>>;
 
-/// The caller, or 401.
 /// The authenticated caller. An extractor, so that it runs before a handler's body is read: a caller
 /// without a valid token gets its 401 without the agent buffering and parsing what it sent.
 pub struct Caller(pub User);
