@@ -48,9 +48,24 @@ fn hmac_ok(secret: &[u8], body: &[u8], hex_sig: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
+/// Whether `given` is the secret, in constant time: digests are compared, so not even the secret's
+/// length shows in the time taken (a slice comparison returns at once on a length mismatch).
 fn token_ok(secret: &[u8], given: &str) -> bool {
-    bool::from(secret.ct_eq(given.as_bytes()))
+    use sha2::Digest as _;
+    let (a, b) = (Sha256::digest(secret), Sha256::digest(given.as_bytes()));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
+
+/// The headers (and query key) a hook proves itself with; a request with none is refused before its body
+/// is read, so it never holds one of the few places for hooks.
+const CREDENTIALS: [&str; 6] = [
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "x-gitlab-token",
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "authorization",
+];
 
 /// Verifies a Git host's event; the provider, or why it is refused (401).
 pub fn verify_git(h: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Provider, String> {
@@ -287,11 +302,13 @@ pub fn parse_registry(body: &[u8]) -> Result<Vec<ImageRepo>, String> {
     Ok(repos)
 }
 
-/// Hooks read at once; more are answered 429 (senders retry), so unauthenticated bodies cannot fill memory.
-const HOOKS_IN_FLIGHT: usize = 4;
+/// Hooks read at once; more are answered 429, so bodies not yet verified (up to 25 MB each) cannot fill
+/// memory.
+const HOOKS_IN_FLIGHT: usize = 16;
 static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HOOKS_IN_FLIGHT);
-/// How long one hook may take to arrive and be answered.
-const HOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one hook may take to arrive and be answered: GitHub itself gives a delivery 10 s, so a slower one
+/// is nobody's but a client holding a place on purpose.
+const HOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bounds webhook requests: at most [`HOOKS_IN_FLIGHT`] at once, each within [`HOOK_DEADLINE`].
 pub async fn bounded(
@@ -299,6 +316,21 @@ pub async fn bounded(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let proven = CREDENTIALS.iter().any(|h| req.headers().contains_key(*h))
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    if !proven {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), X-Gitea-Signature \
+             (Gitea/Forgejo) or X-Hub-Signature (Bitbucket) made with the agent's --webhook-secret-file, or \
+             a registry's Authorization"
+                .to_owned(),
+        )
+        .into_response();
+    }
     let Ok(_permit) = IN_FLIGHT.try_acquire() else {
         return ApiError(
             StatusCode::TOO_MANY_REQUESTS,
