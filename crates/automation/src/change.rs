@@ -87,16 +87,36 @@ pub fn subject(workload: &ObjectId, updates: &[PolicyUpdate]) -> String {
     }
 }
 
-/// The full commit message: the subject, then the person's message and who asked, when given.
-pub fn commit_message(subject: &str, message: Option<&str>, user: Option<&str>) -> String {
+/// Who asked for a change and why, for its commit message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    /// The person's message (fluxctl's `--message`).
+    pub message: Option<&'a str>,
+    /// Who they say they are (fluxctl's `--user`): their word only.
+    pub user: Option<&'a str>,
+    /// Who the cluster says they are (the API's TokenReview): what a reader of the history can trust.
+    pub authenticated: Option<&'a str>,
+}
+
+/// The full commit message: the subject, then the person's message, and trailers naming who asked (as
+/// they say) and who was authenticated (as the cluster says); the latter last, where a message cannot
+/// put a line after it.
+pub fn commit_message(subject: &str, asked: Asked<'_>) -> String {
     let mut out = subject.to_owned();
-    if let Some(m) = message.filter(|m| !m.trim().is_empty()) {
+    if let Some(m) = asked.message.filter(|m| !m.trim().is_empty()) {
         out.push_str("\n\n");
         out.push_str(m.trim());
     }
-    if let Some(u) = user.filter(|u| !u.trim().is_empty()) {
-        out.push_str("\n\nRequested-by: ");
-        out.push_str(u.trim());
+    let mut trailers = Vec::new();
+    if let Some(u) = asked.user.filter(|u| !u.trim().is_empty()) {
+        trailers.push(format!("Requested-by: {}", u.trim()));
+    }
+    if let Some(u) = asked.authenticated.filter(|u| !u.trim().is_empty()) {
+        trailers.push(format!("Authenticated-by: {}", u.trim()));
+    }
+    if !trailers.is_empty() {
+        out.push_str("\n\n");
+        out.push_str(&trailers.join("\n"));
     }
     out
 }
@@ -130,8 +150,7 @@ pub async fn apply_policy(
     at: Paths<'_>,
     workload: &ObjectId,
     updates: &[PolicyUpdate],
-    message: Option<&str>,
-    user: Option<&str>,
+    asked: Asked<'_>,
 ) -> Result<(String, Option<String>), Error> {
     let refuse = |reason: String| {
         Error::Update(writeback::WriteError::Refused {
@@ -139,7 +158,7 @@ pub async fn apply_policy(
             reason,
         })
     };
-    check(updates, message, user).map_err(refuse)?;
+    check(updates, asked.message, asked.user).map_err(refuse)?;
     // Tag filters are checked against the workload's containers in Git: an annotation for a container
     // that does not exist would be a silent no-op (or, with an odd name, a key the API server refuses).
     let containers: Vec<String> = if updates
@@ -184,7 +203,7 @@ pub async fn apply_policy(
         }
     }
     let subject = subject(workload, updates);
-    let full = commit_message(&subject, message, user);
+    let full = commit_message(&subject, asked);
     let commit = commit(repo, at, workload, &changes, &full).await?;
     Ok((subject, commit))
 }
@@ -293,15 +312,37 @@ mod tests {
             subject(&id(), &[PolicyUpdate::Automate, lock]),
             "Updated policies: demo:deployment/echov"
         );
+        let asked = Asked {
+            message: Some("incident 42"),
+            user: Some("alice"),
+            authenticated: None,
+        };
         assert_eq!(
-            commit_message(
-                "Locked: demo:deployment/echov",
-                Some("incident 42"),
-                Some("alice")
-            ),
+            commit_message("Locked: demo:deployment/echov", asked),
             "Locked: demo:deployment/echov\n\nincident 42\n\nRequested-by: alice"
         );
-        assert_eq!(commit_message("S", Some(" "), None), "S");
+        // Through the API: who the cluster says asked comes last, after anything the caller wrote.
+        let asked = Asked {
+            message: Some("fix\n\nAuthenticated-by: admin"),
+            authenticated: Some("system:serviceaccount:ci:deployer"),
+            ..asked
+        };
+        let full = commit_message("S", asked);
+        assert_eq!(
+            full.lines().last(),
+            Some("Authenticated-by: system:serviceaccount:ci:deployer"),
+            "{full}"
+        );
+        assert_eq!(
+            commit_message(
+                "S",
+                Asked {
+                    message: Some(" "),
+                    ..Asked::default()
+                }
+            ),
+            "S"
+        );
     }
 
     #[test]

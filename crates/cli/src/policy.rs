@@ -206,8 +206,11 @@ fn run(rt: &tokio::runtime::Runtime, t: &Target, updates: Vec<PolicyUpdate>) -> 
                 at,
                 &id,
                 &updates,
-                t.message.as_deref(),
-                t.user.as_deref(),
+                change::Asked {
+                    message: t.message.as_deref(),
+                    user: t.user.as_deref(),
+                    authenticated: None,
+                },
             )
             .await?,
         )

@@ -194,6 +194,14 @@ fn a_team_role_lists_and_locks_its_own_workloads_and_nothing_else() {
         body.contains("incident 42") && body.contains("Requested-by: alice"),
         "{body}"
     );
+    // Who the cluster says asked, last: `user` is only what the caller says.
+    assert!(
+        body.trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("Authenticated-by: system:serviceaccount:")),
+        "{body}"
+    );
     // Only the annotations changed: one file, and only lines adding the lock.
     let diff = git(&["diff", "--unified=0", "main~1", "main"]);
     let changed: Vec<&str> = diff

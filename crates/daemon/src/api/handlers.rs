@@ -325,8 +325,11 @@ pub async fn policy(
             paths_of(&s),
             &id,
             &updates,
-            req.message.as_deref(),
-            req.user.as_deref(),
+            change::Asked {
+                message: req.message.as_deref(),
+                user: req.user.as_deref(),
+                authenticated: Some(&user.name),
+            },
         )
         .await
         .map_err(|e| change_error(&s, &e))?
@@ -492,8 +495,11 @@ pub async fn release(
             release::commit(&repo, paths_of(&s), &updates, |applied| {
                 change::commit_message(
                     &release::subject(image.as_deref(), applied),
-                    req.message.as_deref(),
-                    req.user.as_deref(),
+                    change::Asked {
+                        message: req.message.as_deref(),
+                        user: req.user.as_deref(),
+                        authenticated: Some(&user.name),
+                    },
                 )
             })
             .await
