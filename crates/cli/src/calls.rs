@@ -10,6 +10,8 @@ use tether_api::{
     SyncRecord, WorkloadList,
 };
 
+use tether_core::report::Shown;
+
 use crate::out::{out, outln};
 use crate::remote::{failed, workload, Connect};
 use crate::table::{print_json, render, Output};
@@ -208,10 +210,14 @@ fn images_table(rows: &[ContainerImages]) -> String {
         };
         out.push_str(&format!(
             "{}  container={}  {}  policy={}\n  image: {}\n",
-            r.workload, r.container, state, r.policy, r.image
+            Shown(&r.workload),
+            Shown(&r.container),
+            state,
+            Shown(&r.policy),
+            Shown(&r.image)
         ));
         if let Some(e) = &r.error {
-            out.push_str(&format!("  error: {e}\n"));
+            out.push_str(&format!("  error: {}\n", Shown(e)));
         }
         for c in &r.candidates {
             let next = r.next.as_deref() == Some(c.tag.as_str());
@@ -223,7 +229,11 @@ fn images_table(rows: &[ContainerImages]) -> String {
                 (false, true) => "  (newest allowed)",
                 _ => "",
             };
-            out.push_str(&format!("  {marker} {:<24} {created}{note}\n", c.tag));
+            out.push_str(&format!(
+                "  {marker} {:<24} {}{note}\n",
+                Shown(&c.tag).to_string(),
+                Shown(created)
+            ));
         }
     }
     out
@@ -342,7 +352,12 @@ pub fn release(rt: &tokio::runtime::Runtime, args: ReleaseArgs) -> ExitCode {
             .as_deref()
             .map(|c| format!(" container {c}"))
             .unwrap_or_default();
-        outln!("skipped {}{c}: {}", k.workload, k.reason);
+        outln!(
+            "skipped {}{}: {}",
+            Shown(&k.workload),
+            Shown(&c),
+            Shown(&k.reason)
+        );
     }
     match (&r.commit, args.dry_run) {
         (_, true) => {
@@ -350,7 +365,7 @@ pub fn release(rt: &tokio::runtime::Runtime, args: ReleaseArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         (Some(c), false) => {
-            outln!("{} {c}", r.subject);
+            outln!("{} {c}", Shown(&r.subject));
             r.synced.as_ref().map_or(ExitCode::SUCCESS, synced)
         }
         (None, false) => ExitCode::SUCCESS,

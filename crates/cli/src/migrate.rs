@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use tether_apply::{Engine, SyncOptions};
 use tether_automation::migrate::{migrate_text, Change};
+use tether_core::report::Shown;
 use tether_render::Renderer;
 use tether_source::Repo;
 
@@ -191,13 +192,20 @@ fn commit_message(converted: &[Converted]) -> String {
     let mut out = format!("Migrate {count} object(s) to API versions Kubernetes serves\n");
     for c in converted {
         for ch in &c.changes {
+            // File and object names come from the repository: one holding a newline would add lines
+            // (trailers, say) to the commit message.
             let _ = write!(
                 out,
                 "\n- {}:{} {} {}: {} -> {}",
-                c.file, ch.line, ch.kind, ch.name, ch.from, ch.to
+                Shown(&c.file),
+                ch.line,
+                Shown(&ch.kind),
+                Shown(&ch.name),
+                Shown(&ch.from),
+                Shown(&ch.to)
             );
             for note in &ch.notes {
-                let _ = write!(out, "\n  - {note}");
+                let _ = write!(out, "\n  - {}", Shown(note));
             }
         }
     }

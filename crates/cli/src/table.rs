@@ -17,7 +17,13 @@ pub fn render(headers: &[&str], rows: &[Vec<String>], no_headers: bool) -> Strin
     if !no_headers {
         all.push(headers.iter().map(|h| (*h).to_owned()).collect());
     }
-    all.extend(rows.iter().cloned());
+    // Cells come from Git and from registries (lock messages, tags, errors): a newline or an escape
+    // sequence in one must not forge a row or redraw the terminal.
+    all.extend(rows.iter().map(|row| {
+        row.iter()
+            .map(|c| tether_core::report::Shown(c).to_string())
+            .collect()
+    }));
     // As many columns as the widest row: a row may carry more cells than there are headers.
     let columns = all.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; columns];
@@ -80,5 +86,16 @@ mod tests {
              demo:cronjob/b     job\n"
         );
         assert!(!render(&["A"], &rows, true).contains("WORKLOAD"));
+    }
+
+    #[test]
+    fn a_cell_from_git_cannot_forge_a_row() {
+        let rows = vec![vec![
+            "demo:deployment/a".to_owned(),
+            "locked: a\ndemo:deployment/b  evil\u{1b}[2J".to_owned(),
+        ]];
+        let t = render(&["WORKLOAD", "POLICY"], &rows, true);
+        assert_eq!(t.lines().count(), 1, "{t}");
+        assert!(!t.contains('\u{1b}'), "{t}");
     }
 }
