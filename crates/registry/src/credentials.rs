@@ -232,18 +232,42 @@ fn parse_entries(
     let mut creds = Credentials::default();
     for (key, value) in entries {
         let host = normalise_host(key);
-        let entry: Entry = serde_json::from_value(value.clone()).map_err(|e| {
+        // serde's own error would quote a mistyped value (`invalid type: integer `12345678``): the shape is
+        // checked here first, naming the field and never its value.
+        let Some(fields) = value.as_object() else {
+            return Err(error(
+                source,
+                &format!(
+                    "the entry for {key} is not a credentials object (the value is not shown)"
+                ),
+            ));
+        };
+        for field in ["auth", "username", "password", "identitytoken"] {
+            if fields
+                .get(field)
+                .is_some_and(|v| !(v.is_string() || v.is_null()))
+            {
+                return Err(error(
+                    source,
+                    &format!("the \"{field}\" of {key} is not a string; quote it (the value is not shown)"),
+                ));
+            }
+        }
+        let entry: Entry = serde_json::from_value(value.clone()).map_err(|_| {
             error(
                 source,
-                &format!("the entry for {key} is not a credentials object: {e}"),
+                &format!(
+                    "the entry for {key} is not a credentials object (the value is not shown)"
+                ),
             )
         })?;
         let (username, password) = match (&entry.auth, &entry.username, &entry.password) {
             (Some(auth), _, _) if !auth.is_empty() => {
-                let decoded = BASE64.decode(auth.trim()).map_err(|e| {
+                // The decoder's error names a byte of the secret.
+                let decoded = BASE64.decode(auth.trim()).map_err(|_| {
                     error(
                         source,
-                        &format!("the \"auth\" of {key} is not base64 ({e}); it must be base64 of user:password"),
+                        &format!("the \"auth\" of {key} is not base64; it must be base64 of user:password"),
                     )
                 })?;
                 let text = String::from_utf8(decoded).map_err(|_| {
@@ -379,6 +403,14 @@ mod tests {
             ),
             (r#"{"auths": {"r.io": {"email": "x"}}}"#, "neither"),
             (r#"{"auths": {"r.io": 3}}"#, "not a credentials object"),
+            (
+                r#"{"auths": {"r.io": {"username": "u", "password": 98765432}}}"#,
+                "the \"password\" of r.io is not a string",
+            ),
+            (
+                r#"{"auths": {"r.io": {"auth": "c2Vj!cmV0"}}}"#,
+                "not base64",
+            ),
         ] {
             let e = Credentials::parse_dockerconfigjson(json.as_bytes(), "secret a/b").unwrap_err();
             let msg = e.to_string();
@@ -386,6 +418,10 @@ mod tests {
                 msg.contains("secret a/b") && msg.contains(why),
                 "{json}: {msg}"
             );
+            // Never the value, nor a byte of it.
+            for value in ["98765432", "33", "c2Vj"] {
+                assert!(!msg.contains(value), "{json}: {msg}");
+            }
         }
     }
 
