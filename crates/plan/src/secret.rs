@@ -112,6 +112,17 @@ pub fn values(body: &Value) -> Vec<String> {
         out.push(engine.encode(&v));
         out.push(v);
     }
+    // Quoted by the server (Go's `%q`) or a webhook (JSON), a value with `"`, `\` or a line break reads
+    // escaped: `p\"w`. Both escape those the same way.
+    let escaped: Vec<String> = out
+        .iter()
+        .filter_map(|v| {
+            let quoted = serde_json::to_string(v).ok()?;
+            let inner = quoted.get(1..quoted.len().saturating_sub(1))?;
+            (inner != v).then(|| inner.to_owned())
+        })
+        .collect();
+    out.extend(escaped);
     // `redact` orders them and passes over values of punctuation only.
     out.sort();
     out.dedup();
@@ -206,6 +217,16 @@ mod tests {
             "{shown}"
         );
         assert_eq!(shown.matches(REDACTED).count(), 5, "{shown}");
+    }
+
+    #[test]
+    fn a_value_quoted_with_escapes_is_taken_out_too() {
+        let secrets = values(&json!({"stringData": {"pw": "p\"w\\x\nyz"}}));
+        // As Go's %q and JSON write it.
+        assert_eq!(
+            redact(r#"denied: "p\"w\\x\nyz" is weak"#, &secrets),
+            r#"denied: "[redacted]" is weak"#
+        );
     }
 
     #[test]
