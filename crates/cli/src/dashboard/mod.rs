@@ -202,8 +202,29 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// Whether a browser says this request comes from the page itself (or sent no such header: curl). Another
+/// site's page can make the browser send a `no-cors` GET here: it cannot read the answer, but the read would
+/// run with the user's token (a registry scan, say).
+fn same_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|site| matches!(site, "same-origin" | "none"))
+}
+
 /// Every path but the assets: one of the three reads, passed to the agent with the user's token, or 404.
-async fn api(State(dash): State<Arc<Dash>>, method: Method, uri: Uri) -> Response {
+async fn api(
+    State(dash): State<Arc<Dash>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if !same_origin(&headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the status page answers reads from its own page only".to_owned(),
+        );
+    }
     let Some(path) = allowed(uri.path()) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -319,5 +340,18 @@ mod tests {
         // Data is only ever set as text.
         assert!(!APP_JS.contains("innerHTML") && !APP_JS.contains("outerHTML"));
         assert!(!APP_JS.contains("insertAdjacentHTML") && !APP_JS.contains("document.write"));
+    }
+
+    #[test]
+    fn reads_from_another_sites_page_are_refused() {
+        let with = |site: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(site) = site {
+                h.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
+            }
+            same_origin(&h)
+        };
+        assert!(with(None) && with(Some("same-origin")) && with(Some("none")));
+        assert!(!with(Some("cross-site")) && !with(Some("same-site")));
     }
 }
