@@ -144,6 +144,29 @@ fn a_team_role_lists_and_locks_its_own_workloads_and_nothing_else() {
     }
 
     let token = team_token(&e, &a);
+    // Each named workload costs a review: a release naming thousands is refused before any.
+    let many: Vec<String> = (0..1001)
+        .map(|i| format!("\"{a}:deployment/w{i}\""))
+        .collect();
+    let body = format!(
+        r#"{{"workloads": [{}], "allImages": true, "dryRun": true}}"#,
+        many.join(",")
+    );
+    let bearer = format!("Bearer {token}");
+    let refused = crate::support::http_with(
+        &agent.api,
+        "POST",
+        "/api/v1/release",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert!(
+        refused.starts_with("HTTP/1.1 400") && refused.contains("at most 1000 workloads"),
+        "{refused}"
+    );
     let with_token = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["--token", &token]);

@@ -386,6 +386,9 @@ fn policy_updates(req: &PolicyRequest) -> Vec<PolicyUpdate> {
     out
 }
 
+/// Workloads a release may name (or exclude).
+const MAX_NAMED: usize = 1000;
+
 /// `POST /api/v1/release`.
 pub async fn release(
     State(s): St,
@@ -398,6 +401,12 @@ pub async fn release(
     }
     if req.image.is_some() == req.all_images {
         return Err(bad_request("give image or allImages, not both or neither"));
+    }
+    // Each named workload costs a SubjectAccessReview: a body of 2 MB could name tens of thousands.
+    if req.workloads.len() > MAX_NAMED || req.exclude.len() > MAX_NAMED {
+        return Err(bad_request(format!(
+            "at most {MAX_NAMED} workloads may be named (and excluded); release all of them instead"
+        )));
     }
     let targets = if req.all {
         Targets::All
