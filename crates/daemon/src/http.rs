@@ -131,6 +131,19 @@ mod tests {
         addr
     }
 
+    /// `n` clients that each send half a request line, then nothing.
+    async fn stall(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+        let mut stalled = Vec::new();
+        for _ in 0..n {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost:")
+                .await
+                .unwrap();
+            stalled.push(s);
+        }
+        stalled
+    }
+
     async fn get_healthz(addr: std::net::SocketAddr) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -149,15 +162,8 @@ mod tests {
             header_read: Duration::from_millis(300),
         };
         let addr = start(limits).await;
-        // As many stalled clients as there are slots: half a request each, then nothing.
-        let mut stalled = Vec::new();
-        for _ in 0..4 {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost:")
-                .await
-                .unwrap();
-            stalled.push(s);
-        }
+        // As many stalled clients as there are slots.
+        let stalled = stall(addr, 4).await;
         let answer = tokio::time::timeout(Duration::from_secs(10), get_healthz(addr))
             .await
             .expect("a stalled client kept /healthz from answering");
@@ -195,14 +201,7 @@ mod tests {
             header_read: Duration::from_secs(30),
         })
         .await;
-        let mut stalled = Vec::new();
-        for _ in 0..4 {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost:")
-                .await
-                .unwrap();
-            stalled.push(s);
-        }
+        let stalled = stall(addr, 4).await;
         // A fifth from the same address is closed at once (long before the 30 s header timeout).
         let mut fifth = TcpStream::connect(addr).await.unwrap();
         let mut rest = Vec::new();

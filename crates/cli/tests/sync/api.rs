@@ -128,20 +128,12 @@ fn a_team_role_lists_and_locks_its_own_workloads_and_nothing_else() {
     assert!(huge.starts_with("HTTP/1.1 401"), "{huge}");
     // The token is checked before the body is read: a caller without one announcing 2 MB gets its 401
     // at once, and the agent never buffers what it would send.
-    {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&agent.api).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(
-            b"POST /api/v1/policy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 2000000\r\n\r\n{\"workload\":",
-        )
-        .unwrap();
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head)
-            .expect("no answer before the body was sent");
-        assert_eq!(&head, b"HTTP/1.1 401");
-    }
+    let (status, _) = crate::support::status_before_body(
+        &agent.api,
+        b"POST /api/v1/policy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 2000000\r\n\r\n{\"workload\":",
+    );
+    assert_eq!(status, "HTTP/1.1 401");
 
     let token = team_token(&e, &a);
     // Each named workload costs a review: a release naming thousands is refused before any.

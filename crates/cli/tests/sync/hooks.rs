@@ -77,18 +77,12 @@ fn a_signed_push_syncs_at_once_and_a_wrongly_signed_one_triggers_nothing() {
     // few places for hooks, so the real push below still gets through while they hang on.
     let trickling: Vec<std::net::TcpStream> = (0..20)
         .map(|_| {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(&agent.api).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(
+            let (status, s) = crate::support::status_before_body(
+                &agent.api,
                 b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n\
                   Content-Length: 1000000\r\n\r\n{\"ref\":",
-            )
-            .unwrap();
-            let mut head = [0u8; 12];
-            s.read_exact(&mut head)
-                .expect("no answer to an unsigned hook");
-            assert_eq!(&head, b"HTTP/1.1 401");
+            );
+            assert_eq!(status, "HTTP/1.1 401");
             s
         })
         .collect();
@@ -247,28 +241,23 @@ fn a_flood_of_webhooks_syncs_the_commit_once_and_fetches_far_fewer_times() {
     );
     let signature = github_signature("fl00d-secret", &body);
     const HOOKS: usize = 200;
+    let push = || {
+        http_with(
+            &agent.api,
+            "POST",
+            "/hooks/git",
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            &body,
+        )
+    };
     // Eight senders at once, as a busy Git host retrying deliveries would.
     let flood = |hooks: usize| {
         let answers: Vec<String> = std::thread::scope(|s| {
             let senders: Vec<_> = (0..8)
-                .map(|_| {
-                    s.spawn(|| {
-                        (0..hooks / 8)
-                            .map(|_| {
-                                http_with(
-                                    &agent.api,
-                                    "POST",
-                                    "/hooks/git",
-                                    &[
-                                        ("X-GitHub-Event", "push"),
-                                        ("X-Hub-Signature-256", &signature),
-                                    ],
-                                    &body,
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
+                .map(|_| s.spawn(|| (0..hooks / 8).map(|_| push()).collect::<Vec<_>>()))
                 .collect();
             senders
                 .into_iter()
@@ -317,16 +306,7 @@ fn a_flood_of_webhooks_syncs_the_commit_once_and_fetches_far_fewer_times() {
     e.w.repo.commit("broken");
     const REPLAYS: usize = 20;
     for _ in 0..REPLAYS {
-        let a = http_with(
-            &agent.api,
-            "POST",
-            "/hooks/git",
-            &[
-                ("X-GitHub-Event", "push"),
-                ("X-Hub-Signature-256", &signature),
-            ],
-            &body,
-        );
+        let a = push();
         assert!(a.starts_with("HTTP/1.1 202"), "{a}");
         std::thread::sleep(Duration::from_millis(300));
     }

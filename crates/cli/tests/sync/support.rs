@@ -618,6 +618,20 @@ pub fn http_with(
     out
 }
 
+/// Sends `partial`, a request whose body never comes, and returns the status line answered meanwhile (or
+/// fails the test after 5 s without one) with the connection, still open.
+pub fn status_before_body(addr: &str, partial: &[u8]) -> (String, std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(partial).unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)
+        .expect("no answer before the body was sent");
+    (String::from_utf8_lossy(&head).into_owned(), s)
+}
+
 /// A loopback address nothing listens on right now, for a daemon's listener.
 pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
