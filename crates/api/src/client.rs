@@ -35,16 +35,25 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The base URL is not usable.
-    #[error("--url {0}: give an http:// or https:// URL, e.g. http://127.0.0.1:3030")]
+    #[error("--url {0}: give an http:// or https:// URL without credentials, e.g. http://127.0.0.1:3030 (the token goes in --token or $TETHER_TOKEN)")]
     Url(String),
 }
 
 /// A client of one agent.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -52,7 +61,15 @@ impl Client {
     /// after `timeout`.
     pub fn new(base: &str, token: &str, timeout: Duration) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        let scheme_ok = base.starts_with("http://") || base.starts_with("https://");
+        let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+        // `user:password@` would go into every error that names the URL.
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            let scheme = base.split_once("://").map_or("", |(s, _)| s);
+            return Err(ClientError::Url(format!("{scheme}://***@{host}")));
+        }
+        if !scheme_ok {
             return Err(ClientError::Url(base.to_owned()));
         }
         let http = reqwest::Client::builder()
@@ -141,6 +158,22 @@ mod tests {
         (url, task)
     }
 
+    #[test]
+    fn a_url_carrying_credentials_is_refused_without_showing_them() {
+        let err = Client::new(
+            "http://bob:s3cret@127.0.0.1:3030/",
+            "t",
+            Duration::from_secs(1),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            !err.contains("s3cret") && err.contains("http://***@127.0.0.1:3030"),
+            "{err}"
+        );
+        assert!(Client::new("ftp://h", "t", Duration::from_secs(1)).is_err());
+    }
+
     #[tokio::test]
     async fn sends_the_token_and_reads_the_reason_of_a_refusal() {
         let body = r#"{"error":"alice may not update workloads in namespace b"}"#;
@@ -169,5 +202,20 @@ mod tests {
     fn a_url_without_a_scheme_is_refused_with_an_example() {
         let e = Client::new("127.0.0.1:3030", "t", Duration::from_secs(1)).unwrap_err();
         assert!(e.to_string().contains("http://127.0.0.1:3030"), "{e}");
+    }
+
+    #[test]
+    fn a_client_shown_for_debugging_never_shows_its_token() {
+        let c = Client::new(
+            "http://127.0.0.1:3030",
+            "s3cret-token",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("127.0.0.1"),
+            "{shown}"
+        );
     }
 }

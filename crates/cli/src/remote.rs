@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use tether_core::ObjectId;
 
 /// How to reach the agent; flags shared by every command that calls its API.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Connect {
     /// The agent's API, e.g. http://127.0.0.1:3030 [default: a port-forward to the agent's pod].
     #[arg(long, env = "TETHER_URL")]
@@ -28,6 +28,18 @@ pub struct Connect {
     /// up after twice its --sync-timeout).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Connect")
+            .field("url", &self.url)
+            .field("k8s_fwd_ns", &self.k8s_fwd_ns)
+            .field("k8s_fwd_labels", &self.k8s_fwd_labels)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A connected client, and the namespace of the current kubeconfig context.

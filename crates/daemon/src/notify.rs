@@ -30,7 +30,7 @@ pub enum Format {
 }
 
 /// Where notifications go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Receivers.
     pub urls: Vec<String>,
@@ -38,6 +38,18 @@ pub struct Settings {
     pub format: Format,
     /// The HMAC key of `X-Tether-Signature` (generic format).
     pub secret: Option<crate::config::Secret>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Incoming-webhook URLs carry their secret in the path: receivers as the logs name them.
+        let urls: Vec<String> = self.urls.iter().map(|u| receiver_label(u)).collect();
+        f.debug_struct("Settings")
+            .field("urls", &urls)
+            .field("format", &self.format)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 /// Something a person should hear about.
@@ -351,6 +363,13 @@ mod tests {
             receiver_label("http://u:p@127.0.0.1:9/x?token=t"),
             "http://127.0.0.1:9/…"
         );
+        // Nor when the settings are shown for debugging.
+        let settings = Settings {
+            urls: vec!["https://hooks.slack.com/services/T0/B0/s3cr3t".into()],
+            format: Format::Slack,
+            secret: None,
+        };
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
         // Without a scheme (a mistake the flag refuses, naming the receiver this way).
         assert_eq!(
             receiver_label("hooks.slack.com/services/T0/B0/s3cr3t"),

@@ -84,7 +84,7 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
 }
 
 /// The token endpoint's answer (Docker's token spec; OAuth2 servers say `access_token`).
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub(crate) struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
