@@ -139,7 +139,7 @@ impl RegistryClient {
             let status = resp.status();
             if status != StatusCode::UNAUTHORIZED {
                 if status == StatusCode::FORBIDDEN {
-                    let detail = registry_error_detail(&resp.bytes().await.unwrap_or_default());
+                    let detail = registry_error_detail(&super::transport::error_body(resp).await);
                     return Err(unauthorized(repo, credential, 403, detail));
                 }
                 return Ok(resp);
@@ -151,7 +151,7 @@ impl RegistryClient {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(parse_www_authenticate)
                 .collect();
-            let detail = registry_error_detail(&resp.bytes().await.unwrap_or_default());
+            let detail = registry_error_detail(&super::transport::error_body(resp).await);
             if authenticated {
                 return Err(unauthorized(repo, credential, 401, detail));
             }
@@ -186,7 +186,7 @@ impl RegistryClient {
                 .await?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                let detail = registry_error_detail(&resp.bytes().await.unwrap_or_default());
+                let detail = registry_error_detail(&super::transport::error_body(resp).await);
                 return Err(unauthorized(repo, credential, status.as_u16(), detail));
             }
             if !status.is_success() {

@@ -147,7 +147,7 @@ impl RegistryClient {
         resp: reqwest::Response,
     ) -> Error {
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = error_body(resp).await;
         Error::Http {
             host: repo.host().to_owned(),
             method: method.to_string(),
@@ -255,7 +255,28 @@ pub(super) fn host_of(url: &Url) -> String {
     }
 }
 
-/// `: CODE: message` from a registry error body (`{"errors": [{"code", "message"}]}`), or empty.
+/// The most of an error answer's body that is read: a registry may send an error of any size, and only its
+/// first few messages are shown.
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// Errors of one answer that are shown, and the characters shown of each.
+const ERRORS_SHOWN: usize = 3;
+const ERROR_CHARS: usize = 300;
+
+/// The start of an error answer's body, at most [`MAX_ERROR_BODY`] bytes; what cannot be read is left.
+pub(super) async fn error_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    out
+}
+
+/// `: CODE: message` from a registry error body (`{"errors": [{"code", "message"}]}`), or empty: the first
+/// [`ERRORS_SHOWN`], each cut at [`ERROR_CHARS`] characters, control characters escaped.
 pub(super) fn registry_error_detail(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Errors {
@@ -279,10 +300,26 @@ pub(super) fn registry_error_detail(body: &[u8]) -> String {
             (None, None) => String::new(),
         })
         .filter(|s| !s.is_empty())
+        .map(|s| {
+            let shown = tether_core::report::Shown(&s).to_string();
+            match shown.char_indices().nth(ERROR_CHARS) {
+                Some((cut, _)) => format!("{}…", &shown[..cut]),
+                None => shown,
+            }
+        })
         .collect();
-    if parts.is_empty() {
-        String::new()
+    let more = parts.len().saturating_sub(ERRORS_SHOWN);
+    let mut out = parts
+        .into_iter()
+        .take(ERRORS_SHOWN)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if more > 0 {
+        out.push_str(&format!("; … and {more} more"));
+    }
+    if out.is_empty() {
+        out
     } else {
-        format!(": {}", parts.join("; "))
+        format!(": {out}")
     }
 }

@@ -741,3 +741,46 @@ async fn tags_the_distribution_spec_does_not_allow_are_ignored() {
     assert_eq!(tags, ["v1", "v3"]);
     assert_eq!(registry.pending_faults(), 0);
 }
+
+#[tokio::test]
+async fn an_error_answer_is_read_and_shown_only_in_part() {
+    // A registry may answer an error with any body: only its start is read, and only a few of its
+    // messages are shown, each cut short and escaped.
+    let registry = TestRegistry::start();
+    let errors: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                r#"{{"code":"DENIED","message":"no {i}\nforged line {}"}}"#,
+                "x".repeat(1000)
+            )
+        })
+        .collect();
+    registry.inject(Fault::answer(
+        RequestKind::TagsList,
+        403,
+        &format!(r#"{{"errors":[{}]}}"#, errors.join(",")),
+    ));
+    let err = client(&registry, None)
+        .list_tags(&repo(&registry, "team/x"), &anon())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("DENIED: no 0\\nforged line"), "{err}");
+    assert!(err.contains("… and 7 more") && !err.contains('\n'), "{err}");
+    assert!(err.len() < 2000, "{} bytes: {err}", err.len());
+    // A body far larger than any error: the answer is still an error, not the client's memory.
+    registry.inject(Fault::answer(
+        RequestKind::TagsList,
+        403,
+        &format!(
+            r#"{{"errors":[{{"code":"DENIED","message":"{}"}}]}}"#,
+            "y".repeat(50 << 20)
+        ),
+    ));
+    let err = client(&registry, None)
+        .list_tags(&repo(&registry, "team/x"), &anon())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 2000, "{} bytes", err.len());
+}
