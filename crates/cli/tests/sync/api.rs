@@ -122,6 +122,12 @@ fn a_team_role_lists_and_locks_its_own_workloads_and_nothing_else() {
     assert!(none.contains("bearer token"), "{none}");
     let bogus = http(&agent.api, "GET", "/api/v1/workloads", Some("not-a-token"));
     assert!(bogus.starts_with("HTTP/1.1 401"), "{bogus}");
+    // Without --webhook-secret-file the hooks are off, signed or not.
+    let hook = http(&agent.api, "POST", "/hooks/git", None);
+    assert!(
+        hook.starts_with("HTTP/1.1 404") && hook.contains("--webhook-secret-file"),
+        "{hook}"
+    );
     // A token longer than any cluster issues is refused without asking the cluster.
     let huge = "x".repeat(20 << 10);
     let huge = http(&agent.api, "GET", "/api/v1/workloads", Some(&huge));

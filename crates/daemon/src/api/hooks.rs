@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tether_registry::ImageRepo;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{ApiError, ApiState};
 
@@ -56,16 +56,35 @@ fn token_ok(secret: &[u8], given: &str) -> bool {
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
-/// The headers (and query key) a hook proves itself with; a request with none is refused before its body
-/// is read, so it never holds one of the few places for hooks.
-const CREDENTIALS: [&str; 6] = [
+/// The headers a Git host's event proves itself with ([`verify_git`] reads each).
+const GIT_SIGNATURES: [&str; 5] = [
     "x-hub-signature-256",
-    "x-hub-signature",
     "x-gitlab-token",
     "x-gitea-signature",
     "x-forgejo-signature",
-    "authorization",
+    "x-hub-signature",
 ];
+const NO_GIT_SIGNATURE: &str =
+    "no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), \
+     X-Gitea-Signature (Gitea/Forgejo) or X-Hub-Signature (Bitbucket) made with the agent's \
+     --webhook-secret-file";
+/// The headers a registry's event proves itself with ([`verify_registry`] reads each), besides `?token=`.
+const REGISTRY_SIGNATURES: [&str; 2] = ["x-hub-signature-256", "authorization"];
+const NO_REGISTRY_SIGNATURE: &str =
+    "no signature: send X-Hub-Signature-256, `Authorization: <secret>` or \
+     ?token=<secret> from --webhook-secret-file";
+
+/// Why a hook to `path` is refused before its body is read, if it carries no signature at all: such a
+/// request never holds one of the few places for hooks.
+fn unsigned(path: &str, h: &HeaderMap, query: Option<&str>) -> Option<&'static str> {
+    if path == tether_api::paths::HOOK_GIT {
+        (!GIT_SIGNATURES.iter().any(|n| h.contains_key(*n))).then_some(NO_GIT_SIGNATURE)
+    } else {
+        let token = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+        (!token && !REGISTRY_SIGNATURES.iter().any(|n| h.contains_key(*n)))
+            .then_some(NO_REGISTRY_SIGNATURE)
+    }
+}
 
 /// Verifies a Git host's event; the provider, or why it is refused (401).
 pub fn verify_git(h: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Provider, String> {
@@ -87,12 +106,7 @@ pub fn verify_git(h: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Provider,
             sha256(sig).is_some_and(|s| hmac_ok(secret, body, &s)),
         )
     } else {
-        return Err(
-            "no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), \
-                    X-Gitea-Signature (Gitea/Forgejo) or X-Hub-Signature (Bitbucket) made with the \
-                    agent's --webhook-secret-file"
-                .to_owned(),
-        );
+        return Err(NO_GIT_SIGNATURE.to_owned());
     };
     if ok {
         Ok(provider)
@@ -254,9 +268,7 @@ pub fn verify_registry(
             .then_some(())
             .ok_or_else(|| "the ?token= is not the agent's --webhook-secret-file".to_owned());
     }
-    Err("no signature: send X-Hub-Signature-256, `Authorization: <secret>` or ?token=<secret> from \
-         --webhook-secret-file"
-        .to_owned())
+    Err(NO_REGISTRY_SIGNATURE.to_owned())
 }
 
 /// The image repositories a registry event says were pushed to (Docker distribution, Docker Hub, Harbor).
@@ -310,26 +322,21 @@ static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HOO
 /// is nobody's but a client holding a place on purpose.
 const HOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Bounds webhook requests: at most [`HOOKS_IN_FLIGHT`] at once, each within [`HOOK_DEADLINE`].
+/// Bounds webhook requests: off without a secret (404), refused unsigned (401) before the body is read,
+/// then at most [`HOOKS_IN_FLIGHT`] at once, each within [`HOOK_DEADLINE`].
 pub async fn bounded(
+    State(s): State<Arc<ApiState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let proven = CREDENTIALS.iter().any(|h| req.headers().contains_key(*h))
-        || req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
-    if !proven {
-        return ApiError(
-            StatusCode::UNAUTHORIZED,
-            "no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), X-Gitea-Signature \
-             (Gitea/Forgejo) or X-Hub-Signature (Bitbucket) made with the agent's --webhook-secret-file, or \
-             a registry's Authorization"
-                .to_owned(),
-        )
-        .into_response();
+    if let Err(off) = secret(&s) {
+        return off.into_response();
+    }
+    if let Some(why) = unsigned(req.uri().path(), req.headers(), req.uri().query()) {
+        // Not warned about one by one, as a signed hook that fails is: anyone can send these.
+        debug!(component = "webhook", "unsigned webhook refused");
+        return ApiError(StatusCode::UNAUTHORIZED, why.to_owned()).into_response();
     }
     let Ok(_permit) = IN_FLIGHT.try_acquire() else {
         return ApiError(
@@ -517,5 +524,54 @@ mod tests {
         assert!(verify_registry(&none, None, b"{}", b"s3").is_err());
         let pull = br#"{"type":"PULL_ARTIFACT","event_data":{"resources":[{"resource_url":"harbor.example/lib/app:1.0"}]}}"#;
         assert!(parse_registry(pull).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_early_refusal_knows_every_signature_the_verifiers_read() {
+        let with = |name: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "sha256=00".parse().unwrap(),
+            );
+            h
+        };
+        for name in GIT_SIGNATURES {
+            assert_eq!(
+                unsigned(tether_api::paths::HOOK_GIT, &with(name), None),
+                None
+            );
+            assert_ne!(
+                verify_git(&with(name), b"{}", b"k").unwrap_err(),
+                NO_GIT_SIGNATURE
+            );
+        }
+        for name in REGISTRY_SIGNATURES {
+            assert_eq!(
+                unsigned(tether_api::paths::HOOK_REGISTRY, &with(name), None),
+                None
+            );
+            assert_ne!(
+                verify_registry(&with(name), None, b"{}", b"k").unwrap_err(),
+                NO_REGISTRY_SIGNATURE
+            );
+        }
+        let none = HeaderMap::new();
+        assert_eq!(
+            unsigned(tether_api::paths::HOOK_REGISTRY, &none, Some("a=1&token=x")),
+            None
+        );
+        assert_eq!(
+            unsigned(tether_api::paths::HOOK_GIT, &none, None),
+            Some(NO_GIT_SIGNATURE)
+        );
+        assert_eq!(
+            verify_git(&none, b"{}", b"k").unwrap_err(),
+            NO_GIT_SIGNATURE
+        );
+        assert_eq!(
+            unsigned(tether_api::paths::HOOK_REGISTRY, &none, None),
+            Some(NO_REGISTRY_SIGNATURE)
+        );
     }
 }

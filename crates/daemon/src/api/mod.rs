@@ -129,11 +129,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
             paths::HOOK_GIT,
             post(hooks::git)
                 .layer(axum::extract::DefaultBodyLimit::max(25 << 20))
-                .layer(axum::middleware::from_fn(hooks::bounded)),
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    hooks::bounded,
+                )),
         )
         .route(
             paths::HOOK_REGISTRY,
-            post(hooks::registry).layer(axum::middleware::from_fn(hooks::bounded)),
+            post(hooks::registry).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                hooks::bounded,
+            )),
         )
         .fallback(|| async {
             ApiError(
